@@ -18,7 +18,7 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.messages import Caller, CallOutcome, GatewayError, ToolCall
 from services.executor.guardrails import Guardrails, Subject
-from services.executor.guardrails.decode import _B64, Budget, encoded_runs, views
+from services.executor.guardrails.decode import _B64, _SPACED, Budget, _spaced_out, encoded_runs, viewless, views
 from services.executor.interceptors import GuardrailsInterceptor, InterceptorChain
 from tests.support.intercepted import through
 
@@ -231,6 +231,38 @@ def test_encoded_runs_are_the_expressions_own_spans(text: str, repeat: int) -> N
     their padding, and whatever follows a run cut short by `=`."""
     text = text.replace("a", "a" * repeat)
     assert encoded_runs(text) == [run.span() for run in _B64.finditer(text)]
+
+
+def _gappy(chars: str, gaps: list[str]) -> st.SearchStrategy[str]:
+    """Texts around a stretch of `chars` each followed by one of `gaps` (a spaced run when at least
+    eleven gaps in a row are one to three spaces, tabs or no-break spaces)."""
+    char, gap = st.sampled_from([*chars]), st.sampled_from(gaps)
+    edge = st.lists(st.one_of(char, gap), max_size=12).map("".join)
+    stretch = st.lists(st.tuples(char, gap), min_size=10, max_size=14).map(
+        lambda pairs: "".join(c + g for c, g in pairs)
+    )
+    return st.tuples(edge, stretch, edge).map("".join)
+
+
+_GAPPY = _gappy("aK9-=é", [" ", "  ", "   ", "\t", " \t", "\t\t", "\u00a0", "\n", "    "])
+_ASCII_GAPPY = _gappy("aK9-=", [" ", "  ", "   ", "\t", " \t", "\n"])
+"""Mostly gaps that make a spaced run, in text `viewless` reads at all (ASCII)."""
+
+
+@settings(max_examples=600, deadline=None)
+@given(_GAPPY)
+def test_the_spaced_run_check_never_misses_a_spaced_run(text: str) -> None:
+    """`_spaced_out` only spares the expression's search where it would find nothing: never stricter."""
+    if _SPACED.search(text) is not None:
+        assert _spaced_out(text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_ASCII_GAPPY)
+def test_a_text_judged_viewless_has_no_view_in_any_stretch(text: str) -> None:
+    if viewless(text):
+        for start in range(0, len(text), 7):
+            assert views(text[start:], Budget()) == []
 
 
 @pytest.mark.parametrize(

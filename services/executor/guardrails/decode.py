@@ -172,8 +172,10 @@ def viewless(text: str) -> bool:
     raw = text.encode("ascii")
     if len(raw) >= 27 and _ascii_runs(raw):
         return False
-    shape = raw.translate(_SHAPE).replace(b"  ", b" ").replace(b"  ", b" ")
-    return _SPACED_TAIL not in shape
+    shape = raw.translate(_SHAPE)
+    if _TWO_SPACES.search(shape) is not None:
+        shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
+    return _TAIL_SEARCH.search(shape) is None
 
 
 def encoded_runs(text: str) -> list[tuple[int, int]]:
@@ -360,9 +362,12 @@ def _spaced_out(text: str) -> bool:
         shape = text.encode("ascii").translate(_SHAPE)
     else:  # a no-break space is a gap too (its UTF-8 would read as a character)
         shape = text.replace("\u00a0", " ").encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
-    # a gap is one to three spaces or tabs (`A  K  I  A`): each made one, so one needle finds them all
-    shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
-    return shape.startswith(_SPACED_SHAPE[1:]) or _SPACED_SHAPE in shape
+    # a gap is one to three spaces or tabs (`A  K  I  A`): each made one, so one needle finds them all;
+    # most texts have no double gap, and are searched as they are (two copies fewer, ~3 µs per 2 KiB)
+    if _TWO_SPACES.search(shape) is not None:
+        shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
+    # eleven characters each after a gap: a run's first character may follow a word's last (`key=A K I A`)
+    return _TAIL_SEARCH.search(shape) is not None
 
 
 def _gaps(text: str, spaced: list[tuple[int, int]]) -> frozenset[int]:
