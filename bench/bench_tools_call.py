@@ -8,6 +8,7 @@
     ./run bench --baseline 9b0d56c@390e463                   # old main's services under a later `bastion up`
     ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
     ./run bench --colocated                                  # also ingress+executor as one process (baselines too)
+    ./run bench --colocated --no-separate --variant BASTION_CONFINE=false   # what the walls cost, co-located
     ./run bench --client httpx                               # the load generator of runs before 2026-11-24
     ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
     ./run bench --policy argument                            # a Cedar policy reading the arguments on echo
@@ -305,6 +306,11 @@ def main() -> None:
         help="also run this checkout (and each baseline) with ingress and the executor in one process (stack.colocate)",
     )
     parser.add_argument(
+        "--no-separate",
+        action="store_true",
+        help="with --colocated: run the co-located builds only (every build, baselines and variants too)",
+    )
+    parser.add_argument(
         "--policy",
         choices=sorted(POLICIES),
         default="none",
@@ -319,6 +325,8 @@ def main() -> None:
         "(on a shared machine, drift between runs is as large as the differences measured)",
     )
     args = parser.parse_args()
+    if args.no_separate and not args.colocated:
+        parser.error("--no-separate leaves nothing to run without --colocated")
     McpClient.lean = args.client == "lean"
     text = "x" * args.payload if args.payload else "hello"
     eras = ["modern", "legacy"] if args.era == "both" else [args.era]
@@ -330,10 +338,14 @@ def main() -> None:
         builds: list[tuple[str, dict | None, dict | None]] = [(ref, env, None) for ref, env in baselines]
         if args.colocated:  # a co-located figure compares with the baseline's own co-located stack
             builds += [(f"{ref}, co-located", env, {"colocate": True}) for ref, env in baselines]
-        builds += [(f"this checkout, {v}", dict(part.split("=", 1) for part in v.split()), None) for v in args.variant]
-        if args.colocated:
+        variants = [(v, dict(part.split("=", 1) for part in v.split())) for v in args.variant]
+        builds += [(f"this checkout, {v}", env, None) for v, env in variants]
+        if args.colocated:  # and each variant's co-located stack: what a setting costs in that layout
+            builds += [(f"this checkout, co-located, {v}", env, {"colocate": True}) for v, env in variants]
             builds.append(("this checkout, co-located", None, {"colocate": True}))
         builds.append(("this checkout", None, None))
+        if args.no_separate:  # the co-located builds alone
+            builds = [build for build in builds if build[2] is not None]
         runs = [
             run_one(args, text, kind, era, build, env, stack)
             for kind in kinds
