@@ -152,10 +152,7 @@ def undisguised_strings(text: str) -> bool:
     for start, end in _ascii_runs(raw):  # a run that decodes to no text (a hash, a cursor) is no view
         if _decoded(raw[start:end].decode("ascii")) is not None:
             return False
-    shape = raw.translate(_GAP_SHAPE)
-    if b"\t" in raw or _TWO_SPACES.search(raw) is not None:  # gaps of two or three made one
-        shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
-    return _TAIL_SEARCH.search(shape) is None
+    return not _spaced_tail(raw.translate(_GAP_SHAPE))
 
 
 def viewless(text: str) -> bool:
@@ -172,10 +169,7 @@ def viewless(text: str) -> bool:
     raw = text.encode("ascii")
     if len(raw) >= 27 and _ascii_runs(raw):
         return False
-    shape = raw.translate(_SHAPE)
-    if _TWO_SPACES.search(shape) is not None:
-        shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
-    return _TAIL_SEARCH.search(shape) is None
+    return not _spaced_tail(raw.translate(_SHAPE))
 
 
 def encoded_runs(text: str) -> list[tuple[int, int]]:
@@ -362,11 +356,17 @@ def _spaced_out(text: str) -> bool:
         shape = text.encode("ascii").translate(_SHAPE)
     else:  # a no-break space is a gap too (its UTF-8 would read as a character)
         shape = text.replace("\u00a0", " ").encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
-    # a gap is one to three spaces or tabs (`A  K  I  A`): each made one, so one needle finds them all;
-    # most texts have no double gap, and are searched as they are (two copies fewer, ~3 µs per 2 KiB)
+    return _spaced_tail(shape)
+
+
+def _spaced_tail(shape: bytes) -> bool:
+    """Whether a text's shape (characters `x`, gaps ` `) holds eleven characters each after a gap.
+
+    What any `_SPACED` match holds, whatever stands before its first character (`key=A K I A`). A gap is
+    one to three spaces or tabs (`A  K  I  A`): each made one, so one needle finds them all; most texts
+    have no double gap and are searched as they are (two copies fewer, ~3 µs per 2 KiB)."""
     if _TWO_SPACES.search(shape) is not None:
         shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
-    # eleven characters each after a gap: a run's first character may follow a word's last (`key=A K I A`)
     return _TAIL_SEARCH.search(shape) is not None
 
 
