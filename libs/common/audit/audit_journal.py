@@ -278,23 +278,19 @@ class AuditJournal:
         if event_id not in self._open_begun:  # no event owed (or already emitted)
             return None
         digest = sha256_of(arguments) if arguments is not None else None
+        route: dict[str, object] = {"server": server, "tool": tool}
+        if digest is not None:
+            route["arguments_sha256"] = digest
+        if kind is not None:
+            route["kind"] = kind
         held = self._held.pop(event_id, None)
         if held is not None:  # not written yet: one B record says both (the reader takes its route as an R's)
             if not self._held and self._flush is not None:  # the last one held: nothing left for the turn's end
                 self._flush.cancel()
-            held.update(server=server, tool=tool)
-            if digest is not None:
-                held["arguments_sha256"] = digest
-            if kind is not None:
-                held["kind"] = kind
+            held.update(route)
             self._open_begun[event_id] = line = b"B " + _dumps(held) + b"\n"
         else:
-            record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
-            if digest is not None:
-                record["arguments_sha256"] = digest
-            if kind is not None:
-                record["kind"] = kind
-            self._open_routed[event_id] = line = b"R " + _dumps(record) + b"\n"
+            self._open_routed[event_id] = line = b"R " + _dumps({"id": event_id, **route}) + b"\n"
         self._write(line)
         return digest
 
