@@ -175,7 +175,8 @@ class AckedRequester:
         the further holders (a call sent straight to the executors) rather than the first."""
         settings = self._settings
         token = str(next(self._tokens))
-        loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None, "a request before start(): no subscription would hear its replies"
         pending = _Pending(loop.create_future())
         self._pending[token] = pending
         try:
