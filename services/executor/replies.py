@@ -10,7 +10,7 @@ from typing import Any
 from libs.common.contracts import subjects
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import REFUNDED, CallOutcome, Execution, GatewayError, Routed
-from libs.common.contracts.results import encode_result, shape_result
+from libs.common.contracts.results import encode_result, shape_result, unstamped
 
 __all__ = [
     "charged_usd",
@@ -31,16 +31,22 @@ _set = object.__setattr__
 
 
 def ran(request_id: str, result: dict[str, Any], upstream_ms: float) -> CallOutcome:
-    """The outcome of a request the upstream answered with `result`, unvalidated.
+    """The outcome of a request the upstream answered with `result`, unvalidated, without the upstream's stamp.
 
-    (The result was checked on the way in): what `_RAN.model_copy(update={"id", "result", "upstream_ms",
+    (The result was checked on the way in; its `serverInfo` stamp is dropped here, `results.unstamped`,
+    before any check reads it.) What `_RAN.model_copy(update={"id", "result", "upstream_ms",
     "interceptions": []})` makes, made directly. `model_construct` asks every field for its default (~5.4
     µs, pydantic 2.14), `model_copy` copies three containers and merges the update (~2.2); this sets the
     four slots a model has (~0.8). tests/unit/test_executor_outcomes.py compares every slot with
     `model_copy`'s, so a pydantic that keeps its state otherwise fails there."""
     outcome = _new_outcome(CallOutcome)
     values = _RAN_VALUES.copy()
-    values["id"], values["result"], values["upstream_ms"], values["interceptions"] = request_id, result, upstream_ms, []
+    values["id"], values["result"], values["upstream_ms"], values["interceptions"] = (
+        request_id,
+        unstamped(result),
+        upstream_ms,
+        [],
+    )
     _set(outcome, "__dict__", values)
     _set(outcome, "__pydantic_fields_set__", set(_RAN_SET))
     _set(outcome, "__pydantic_extra__", None)

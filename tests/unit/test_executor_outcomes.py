@@ -179,3 +179,19 @@ def test_an_answered_outcome_holds_in_every_slot_what_model_copy_would_have_put_
     ours.is_error = True  # assignment still goes through pydantic's own bookkeeping
     assert "is_error" in ours.model_fields_set and ours.is_error
     assert ours.model_copy().model_dump() == {**theirs.model_dump(), "is_error": True}
+
+
+def test_an_answered_outcome_drops_the_upstreams_own_stamp_and_keeps_the_rest_of_its_meta() -> None:
+    """The upstream's `serverInfo` stamp never travels (Bastion answers the agent): dropped where the
+    result arrives, so no check on the way reads it, while the upstream's other `_meta` stays."""
+    stamp = {"io.modelcontextprotocol/serverInfo": {"name": "echo", "version": "1.0.0"}}
+    stamped = {"content": [{"type": "text", "text": "hi"}], "_meta": {**stamp, "progressToken": 7}}
+    outcome = ran("c1", stamped, 1.0)
+    assert outcome.result == {"content": [{"type": "text", "text": "hi"}], "_meta": {"progressToken": 7}}
+    assert stamped["_meta"] == {**stamp, "progressToken": 7}  # the upstream's dict untouched
+    only = ran("c2", {"content": [], "_meta": dict(stamp)}, 1.0)
+    assert only.result == {"content": []}  # no `_meta` left empty behind
+    plain = {"content": [], "_meta": {"progressToken": 7}}
+    assert ran("c3", plain, 1.0).result is plain  # nothing to drop: not copied
+    odd = {"content": [], "_meta": "not an object"}
+    assert ran("c4", odd, 1.0).result is odd

@@ -119,7 +119,8 @@ class _Routed(RoutedHead):
     messages only for requests that ask for them)."""
     version: str | None = None
     """The agent's protocol revision: the executor shapes the result for it (`results.shape_result`)
-    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came."""
+    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came, less
+    the upstream's own `serverInfo` stamp (`results.unstamped`)."""
 
 
 class ToolCall(_Routed):

@@ -15,12 +15,28 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common.contracts import json_codec
 
-__all__ = ["SERVER_INFO", "encode_result", "shape_result"]
+__all__ = ["SERVER_INFO", "encode_result", "shape_result", "unstamped"]
 
 SERVER_INFO: Final = {"name": "bastion", "title": "Bastion MCP gateway", "version": "0.1.0"}
 
 _LATER_RESULT_FIELDS: Final = frozenset(("resultType", "ttlMs", "cacheScope"))
 """A set: whether a result holds any is one C call (`isdisjoint`), no generator."""
+
+
+def unstamped(result: dict[str, Any]) -> dict[str, Any]:
+    """An upstream's result without its own `serverInfo` stamp (copied only where it had one).
+
+    The stamp names who answered, and to the agent that is Bastion: `shape_result` stamps Bastion's own
+    or drops it, so the upstream's never travels further. Dropped where the result arrives, it is not
+    read by the checks on the way either (the guardrails walked its strings and joined them on every
+    call of a modern server)."""
+    meta = result.get("_meta")
+    if meta.__class__ is not dict or SERVER_INFO_META_KEY not in meta:
+        return result
+    rest = {key: value for key, value in meta.items() if key != SERVER_INFO_META_KEY}
+    if rest:
+        return {**result, "_meta": rest}
+    return {key: value for key, value in result.items() if key != "_meta"}
 
 
 def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
