@@ -17,7 +17,7 @@ from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.messages import Caller
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.guardrails.decode import Budget, undisguised_strings, views
-from services.executor.guardrails.deep import inert_joins, neighbours
+from services.executor.guardrails.deep import grouped, inert_joins, neighbours
 from services.executor.guardrails.engine import distinct_strings
 from services.executor.guardrails.secrets import SecretsDetector
 from services.executor.guardrails.walk import strings
@@ -85,7 +85,8 @@ def test_strings_judged_undisguised_have_no_view(texts: list[str]) -> None:
 def test_each_distinct_string_is_read_once_and_the_keys_they_are_under_too() -> None:
     text = "line of text\n" * 4
     payload = {"content": [{"type": "text", "text": text}], "structuredContent": {"password": text}}
-    assert distinct_strings(strings(payload)).split("\x00\x00") == ["text", "type", text, "password"]
+    read = distinct_strings(strings(payload)).split("\x00\x00")
+    assert sorted(read) == sorted(["text", "type", text, "password"])  # each once, whatever the order
 
 
 def test_a_string_holding_json_is_read_as_json_when_the_rest_is_plain() -> None:
@@ -249,3 +250,31 @@ def test_neighbours_one_detector_found_inert_are_read_again_by_another() -> None
     assert inert_joins(narrow, groups) and inert_joins(narrow, groups)
     assert not inert_joins(SecretsDetector(), groups)
     assert _redacted(_with_server_info(AWS[:2], AWS[2:]))
+
+
+_KEYS = st.sampled_from(["text", "type", "result", "note", "a", "b", "mimeType", "data"])
+JSON = st.recursive(
+    st.text(max_size=8) | st.integers(-(2**63), 2**63 - 1) | st.booleans() | st.none(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(JSON, min_size=1, max_size=6))
+def test_remembered_shapes_group_every_payload_as_its_own_walk_does(payloads: list[Any]) -> None:
+    """What `grouped` remembers (shapes with no neighbours) never hides a group: each payload, seen
+    once or again after others, gets `neighbours`' own answer."""
+    for payload in [*payloads, *payloads]:
+        items = strings(payload)
+        assert grouped(items, len(orjson.dumps(payload))) == neighbours(items)
+
+
+def test_a_credential_split_across_new_neighbours_is_found_after_many_results_had_none() -> None:
+    """A server that answered one text a hundred times (its shape remembered as having no
+    neighbours) and then cuts a key over two blocks: a new shape, read joined."""
+    for _ in range(100):
+        assert ENGINE.inspect("result", SUBJECT, {"content": [{"type": "text", "text": "hello"}]}).action is None
+    split = {"content": [{"type": "text", "text": AWS[:10]}, {"type": "text", "text": AWS[10:]}]}
+    out = _redacted(split)
+    assert AWS[:10] not in out and AWS[10:] not in out

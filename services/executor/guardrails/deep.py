@@ -23,7 +23,7 @@ from .base import Detector, Finding
 from .decode import Budget, View, viewless, views
 from .walk import Path, strings
 
-__all__ = ["Group", "Item", "deep_findings", "inert_joins", "neighbours"]
+__all__ = ["Group", "Item", "deep_findings", "grouped", "inert_joins", "neighbours"]
 
 _MAX_GROUP = 256
 """Neighbours read as one text at most (a list of thousands of rows is read row by row)."""
@@ -79,6 +79,38 @@ def neighbours(items: Sequence[Item]) -> list[Group]:
     for group in groups.values():  # a loop, not a comprehension: no call of its own per payload
         if len(group) > 1:
             found.append(group[:_MAX_GROUP])
+    return found
+
+
+_UNGROUPED: set[tuple[tuple[Path, str | None], ...]] = set()
+"""Shapes (a payload's strings' paths and keys, in walk order) `neighbours` found no group in.
+
+A tool's results keep their shape from call to call while their texts change, and which strings are
+neighbours follows from the shape alone."""
+_SHAPE_BYTES = 4096
+"""JSON bytes at most of a payload whose shape is remembered (a larger one is grouped every time): a
+shape holds its keys, so 1,024 of them hold at most 4 MiB however an upstream names its fields."""
+_SHAPES_SEEN = 1024
+"""Shapes remembered at most (forgotten all at once, then learnt again)."""
+_SHAPE: Final = operator.itemgetter(0, 1)
+"""A walked string's place: its path and key (`Item`)."""
+
+
+def grouped(items: Sequence[Item], size: int) -> list[Group]:
+    """`neighbours(items)`, without its turn per string for a shape already found to have none.
+
+    (`items` are a payload's of `size` bytes of JSON.) The shape is read in C (`map`, `tuple`), so a
+    tool's usual result costs a lookup."""
+    if size > _SHAPE_BYTES:
+        return neighbours(items)
+    shape = tuple(map(_SHAPE, items))
+    if shape in _UNGROUPED:
+        return []
+    found = neighbours(items)
+    if not found:
+        if len(_UNGROUPED) >= _SHAPES_SEEN:
+            _UNGROUPED.clear()
+        _UNGROUPED.add(shape)
     return found
 
 

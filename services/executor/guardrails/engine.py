@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -35,7 +36,7 @@ from libs.common.contracts.messages_base import Caller
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces
 from .decode import SEPARATOR, Budget, undisguised_strings
-from .deep import deep_findings, inert_joins, neighbours
+from .deep import deep_findings, grouped, inert_joins
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
 from .pii import PiiDetector
@@ -285,13 +286,16 @@ def distinct_strings(items: Sequence[tuple[Path, str | None, str]]) -> str:
 
     Joined by `decode.SEPARATOR`. A result's JSON repeats its text (in `content` and in
     `structuredContent`) and holds keys no scan reads; each scan of this text costs about half of
-    one of the JSON (2 KiB of text: 2.1 KB against 4.4)."""
-    seen: dict[str, None] = {}
-    for _path, key, value in items:
-        seen[value] = None
-        if key is not None:
-            seen[key] = None
-    return SEPARATOR.join(seen)
+    one of the JSON (2 KiB of text: 2.1 KB against 4.4). The values first, then the keys: what the
+    scans ask of this text is which anchors and runs it holds, not where, and the separator keeps
+    every string apart. Gathered in C (`map`, `dict.fromkeys`): no Python turn per string."""
+    seen = dict.fromkeys(chain(map(_VALUE, items), map(_KEY, items)))
+    seen.pop(None, None)  # a list's members are under no key
+    return SEPARATOR.join(seen)  # type: ignore[arg-type]  # None is gone
+
+
+_VALUE: Final = operator.itemgetter(2)
+_KEY: Final = operator.itemgetter(1)
 
 
 def _scan_piece(
@@ -359,7 +363,7 @@ def _deeper(
     and none has a neighbour to be joined with (one text per content block), or the joined neighbours
     hold nothing a rule could find (`inert_joins`, the same scans of their joined text: a server's
     `name` and `version`)."""
-    groups = neighbours(items) if len(items) > 1 else []
+    groups = grouped(items, size) if len(items) > 1 else []
     if plain:  # `plain`: `undisguised_strings(blob)`, as the caller found it
         if not groups:
             return  # the usual arguments: one string, nothing to undo, nothing to join
