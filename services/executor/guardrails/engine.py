@@ -291,7 +291,7 @@ def distinct_strings(items: Sequence[tuple[Path, str | None, str]]) -> str:
     every string apart. Gathered in C (`map`, `dict.fromkeys`): no Python turn per string."""
     seen = dict.fromkeys(chain(map(_VALUE, items), map(_KEY, items)))
     seen.pop(None, None)  # a list's members are under no key
-    return SEPARATOR.join(seen)  # type: ignore[arg-type]  # None is gone
+    return SEPARATOR.join(seen)
 
 
 _VALUE: Final = operator.itemgetter(2)
