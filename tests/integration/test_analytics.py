@@ -69,8 +69,16 @@ def test_the_doc_has_the_ten_questions() -> None:
 @pytest.mark.parametrize("number", sorted(CHECKS))
 async def test_doc_query_answers_what_the_events_say(stack: Stack, number: int) -> None:
     answer = await ask(stack, doc_queries()[number])
-    assert answer.rows, f"question {number} found nothing"
+    assert answer.rows, f"question {number} found nothing; " + await _clocks(stack)
     CHECKS[number](stack, records(answer))
+
+
+async def _clocks(stack: Stack) -> str:
+    """What a question that found nothing had to go on: the dataset's clock, the engine's, and the rows' span."""
+    span = await ask(stack, "SELECT now(), min(hour), max(hour), sum(calls) FROM bastion.calls_hourly")
+    events = (min(e.ts for e in stack.events), max(e.ts for e in stack.events))
+    dataset = f"the dataset's now {utc(stack.now)}, its events {utc(events[0])} .. {utc(events[1])}"
+    return f"{dataset}; the engine's (now, first hour, last hour, calls): {span.rows}"
 
 
 # ------------------------------------------------------------------ read-only and limits
