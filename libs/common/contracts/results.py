@@ -53,18 +53,9 @@ def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
             else {SERVER_INFO_META_KEY: SERVER_INFO}
         )
         return {**result, "resultType": result.get("resultType") or "complete", "_meta": stamped}
-    if not _LATER_RESULT_FIELDS.isdisjoint(result) or (
-        isinstance(result.get("_meta"), dict) and SERVER_INFO_META_KEY in result["_meta"]
-    ):
+    if not _LATER_RESULT_FIELDS.isdisjoint(result):
         result = {k: v for k, v in result.items() if k not in _LATER_RESULT_FIELDS}
-        meta = result.get("_meta")
-        if isinstance(meta, dict):
-            meta = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
-            if meta:
-                result["_meta"] = meta
-            else:
-                del result["_meta"]
-    return result
+    return unstamped(result)
 
 
 def encode_result(result: dict[str, Any]) -> bytes:
