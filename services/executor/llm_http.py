@@ -27,7 +27,8 @@ from libs.common.web.egress_rules import EgressRefused, EgressRules
 from libs.common.web.guarded_http import shared_tls
 
 from .upstreams.egress_guard import guarded_transport, proxied_hooks, refusal_in
-from .upstreams.mcp.http1 import BodyTooLarge, HttpClosed, HttpPool, Response
+from .upstreams.mcp.http1 import HttpPool
+from .upstreams.mcp.http1_connection import BodyTooLarge, HttpClosed, Response
 from .upstreams.mcp.lean import _proxied
 
 __all__ = ["MAX_ANSWER_BYTES", "Answer", "Broken", "ProviderHttp", "Unreachable"]

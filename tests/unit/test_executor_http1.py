@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.executor.upstreams.mcp.http1 import BodyTooLarge, HttpClosed, HttpPool
+from services.executor.upstreams.mcp.http1 import HttpPool
+from services.executor.upstreams.mcp.http1_connection import BodyTooLarge, HttpClosed
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit

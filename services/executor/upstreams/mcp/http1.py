@@ -20,10 +20,10 @@ import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 
-from .http1_connection import BodyTooLarge, Connection, HttpClosed, Response
+from .http1_connection import Connection, HttpClosed, Response
 from .http1_headers import checked_headers
 
-__all__ = ["BodyTooLarge", "HttpClosed", "HttpPool", "Response"]
+__all__ = ["HttpPool"]
 
 _HEADS = 512
 """Request heads kept (`HttpPool._request`): sessions times tools, and `Mcp-Param-*` values."""

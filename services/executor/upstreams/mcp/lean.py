@@ -53,7 +53,8 @@ from libs.common.web.egress_rules import EgressRules
 from libs.common.web.guarded_http import shared_tls
 
 from ...answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit
-from .http1 import BodyTooLarge, HttpPool, Response
+from .http1 import HttpPool
+from .http1_connection import BodyTooLarge, Response
 from .lean_results import answer_of, checked, error_of
 
 __all__ = [

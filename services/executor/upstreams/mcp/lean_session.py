@@ -31,7 +31,7 @@ from libs.common.runtime import tracing
 
 from ...replies import ran
 from ..interface import CallContext, SessionHooks
-from .http1 import Response
+from .http1_connection import Response
 from .lean import HttpLink, LeanLink, Position, Redirected, StreamCut, Unauthorized, next_request_id, tell_cancelled
 from .lean_plan import ToolPlan, plan_tool_call
 from .lean_results import answer_of, checked
