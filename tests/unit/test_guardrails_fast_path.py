@@ -278,3 +278,43 @@ def test_a_credential_split_across_new_neighbours_is_found_after_many_results_ha
     split = {"content": [{"type": "text", "text": AWS[:10]}, {"type": "text", "text": AWS[10:]}]}
     out = _redacted(split)
     assert AWS[:10] not in out and AWS[10:] not in out
+
+
+# A URL's password: the pattern wakes only where an `@` is (`_Pattern.needs`); these hold the places an
+# `@` may hide from the plain scan of one string, and a property holds the detector to the pattern itself.
+URL_SECRET = "Zq7" + "vL2pX9wKm4"
+URL = f"postgres://deploy:{URL_SECRET}@db.internal:5432/app"
+_URL_PIECES = ["https://", "://", "deploy", ":", URL_SECRET, "@", "db.internal", "/", " ", "\n", "user@mail", "x"]
+_URL_PATTERN = next(p for p in SecretsDetector()._patterns if p.entity == "url_password")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_URL_PIECES), max_size=14).map("".join))
+def test_a_url_password_is_found_wherever_the_pattern_itself_matches(text: str) -> None:
+    detector = SecretsDetector(frozenset({"url_password"}))
+    scan = detector.prepare(text, text.lower())
+    found = sorted((f.start, f.end) for f in scan(text, None)) if scan is not None else []
+    assert _URL_PATTERN.validate is not None
+    spans = (_URL_PATTERN.validate(m) for m in _URL_PATTERN.regex.finditer(text))
+    assert found == sorted({s for s in spans if s is not None and s[1] > s[0]})
+
+
+def test_a_url_password_among_links_without_credentials_is_redacted() -> None:
+    links = " ".join(f"https://github.com/org/repo/issues/{i}" for i in range(12))
+    out = _redacted({"content": [{"type": "text", "text": f"{links}\nclone {URL} now"}]})
+    assert URL_SECRET not in out and "github.com/org/repo/issues/11" in out
+
+
+def test_a_url_password_whose_at_sign_is_in_the_next_content_block_is_redacted() -> None:
+    head, tail = URL.split("@")
+    out = _redacted({"content": [{"type": "text", "text": head}, {"type": "text", "text": "@" + tail}]})
+    assert URL_SECRET not in out
+
+
+@pytest.mark.parametrize("encode", [lambda s: base64.b64encode(s.encode()).decode(), lambda s: s.encode().hex()])
+def test_an_encoded_url_password_in_a_payload_with_no_at_sign_is_redacted(encode: Any) -> None:
+    hidden = encode(URL)
+    payload = {"content": [{"type": "text", "text": f"see https://example.com/docs and {hidden}"}]}
+    assert "@" not in orjson.dumps(payload).decode()
+    out = _redacted(payload)
+    assert hidden not in out
