@@ -235,3 +235,42 @@ def test_the_executors_box_reads_no_device_but_the_few_every_process_needs(tmp_p
     assert not any(within(path, "/dev") for path in [*box.read, *box.execute, *box.write])
     assert sorted(box.devices) == sorted(["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"])
     assert box.memfd and not box_for("policy", ExecutorSettings(), str(tmp_path / "tmp")).memfd
+
+
+def test_a_temporary_root_is_made_only_when_a_server_needs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an executor that runs no stdio server leaves nothing in the temporary folder, even when it is killed
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    root = StdioRoot.of("")
+    assert root.folder.parent == tmp_path and not root.folder.exists()
+    own = root.working_folder("srv")
+    assert own == root.folder / "srv" and (own / "tmp").is_dir()
+    assert root.folder.stat().st_mode & 0o777 == 0o700
+    assert root.working_folder("other").is_dir()  # found made, by itself, for the first server
+    assert StdioRoot.of("").folder != root.folder
+
+
+@pytest.mark.parametrize("planted", ["open folder", "link"])
+def test_a_temporary_root_someone_planted_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    root = StdioRoot.of("")
+    elsewhere = tmp_path / "theirs"
+    elsewhere.mkdir(mode=0o700)
+    if planted == "link":
+        root.folder.symlink_to(elsewhere)
+    else:
+        root.folder.mkdir()
+        root.folder.chmod(0o777)
+    with pytest.raises(PermissionError, match="not a private folder"):
+        root.working_folder("srv")
+    assert not (elsewhere / "srv").exists()
+
+
+def test_a_configured_root_is_made_at_once_and_kept_as_the_operator_made_it(tmp_path: Path) -> None:
+    shared = tmp_path / "servers"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    root = StdioRoot.of(str(shared))
+    assert not root.temporary and root.working_folder("srv").is_dir()
+    assert StdioRoot.of(str(tmp_path / "new")).folder.is_dir()

@@ -33,8 +33,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import shutil
 import site
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -75,26 +77,49 @@ class StdioRoot:
     folder: Path
     protected: tuple[Path, ...]
     """The data dir (and `folder` itself): refused to every server beyond its own working folder."""
+    temporary: bool = False
+    """`folder` is a temporary root of the executor's own, made when first needed (`_made`)."""
 
     @classmethod
     def of(cls, stdio_root: str, data_dir: str = "") -> StdioRoot:
         """From `ExecutorSettings.stdio_root` and `data_dir`; an empty root.
 
-        A new private folder under the system's temporary directory."""
-        folder = Path(stdio_root) if stdio_root else Path(tempfile.mkdtemp(prefix="bastion-stdio-"))
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        A new private folder under the system's temporary directory, made when the first server needs
+        it: an executor that runs no stdio server leaves nothing there, even when it is killed before it
+        could remove what it made."""
+        if stdio_root:
+            folder = Path(stdio_root)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        else:
+            folder = Path(tempfile.gettempdir()) / f"bastion-stdio-{secrets.token_hex(8)}"
         folder = folder.resolve()
         protected = [folder, *([Path(data_dir).resolve()] if data_dir else [])]
-        return cls(folder, tuple(protected))
+        return cls(folder, tuple(protected), temporary=not stdio_root)
 
     def working_folder(self, server: str) -> Path:
         """`<root>/<server>` with its cache and temporary folders, made if missing.
 
         Server names (`config.SERVER_NAME`) hold no `/` and never start with a dot."""
+        if self.temporary:
+            self._made()
         own = self.folder / server
         for sub in {"", *_CACHES.values()}:
             (own / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         return own
+
+    def _made(self) -> None:
+        """The temporary root, made private if missing; one found in place must be a private folder of this user's.
+
+        (Made for an earlier server, or planted by someone who guessed its random name: the servers'
+        folders are not put where another user could reach them.)"""
+        try:
+            self.folder.mkdir(mode=0o700, parents=True)
+            return
+        except FileExistsError:
+            pass
+        found = self.folder.lstat()
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+            raise PermissionError(f"the stdio servers' root {self.folder} is not a private folder of this user's")
 
 
 @dataclass(frozen=True)
