@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.cedar.cedar_eval import call_context, condition_allows
+from libs.common.cedar.condition_plans import ConditionPlan, plan
 from libs.common.cedar.context_reads import Reads, context_reads
 from libs.common.contracts import subjects
 from libs.common.contracts.carried import carried
@@ -79,17 +80,16 @@ class _Condition:
     """The server and the tool's names."""
     reads: Reads
     """What the policies read of a call's context: each call's context holds only that (`context_reads`)."""
+    plan: ConditionPlan | None
+    """The policies as Python, where they compare arguments with constants (None: Cedar decides every call)."""
 
     def allows(self, request: Routed) -> bool:
         if not isinstance(request, ToolCall) or request.arguments_blob is not None:
             return False
-        return condition_allows(
-            self.policies,
-            self.entities,
-            self.principal,
-            self.target,
-            call_context(request.arguments, initiator=request.initiator, reads=self.reads),
-        )
+        context = call_context(request.arguments, initiator=request.initiator, reads=self.reads)
+        if self.plan is not None and (decided := self.plan.allows(context)) is not None:
+            return decided
+        return condition_allows(self.policies, self.entities, self.principal, self.target, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,4 +168,12 @@ def _compiled(condition: PolicyCondition, server: str) -> _Condition | None:
     except (ValueError, RuntimeError):
         return None
     target = (server, tuple(condition.names))
-    return _Condition(policies, entities, condition.principal, target, context_reads(condition.policies))
+    reads = context_reads(condition.policies)
+    return _Condition(
+        policies,
+        entities,
+        condition.principal,
+        target,
+        reads,
+        plan(condition.policies, entities, condition.principal, target),
+    )

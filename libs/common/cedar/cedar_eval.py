@@ -41,6 +41,7 @@ __all__ = [
     "ALLOWED",
     "Principal",
     "Verdict",
+    "allows_any",
     "call_context",
     "condition_allows",
     "entities",
@@ -244,6 +245,16 @@ def condition_allows(
         if result["decision"] != "Allow" or result["diagnostics"]["errors"]:
             return False
     return True
+
+
+def allows_any(
+    policies: cedarpy.PolicySet, parsed: cedarpy.Entities, principal: str, target: tuple[str, tuple[str, ...]]
+) -> bool:
+    """Whether `policies` allow `principal` calling the tool `target` under one of its names, in an empty context."""
+    server, names = target
+    requests = [_request_of(principal, server, name, "{}") for name in names]
+    answers = _native.is_authorized_batch(requests, policies, parsed._inner, None, False)
+    return any(orjson.loads(answer)["decision"] == "Allow" for answer in answers)
 
 
 def evaluate(
