@@ -43,12 +43,17 @@ SUBSET = (
     "context.arguments.nested.deep == 1",
     "context.arguments has nested && context.arguments.nested has deep",
     'context.time.hour < 6 && context.initiator != "agent"',
+    'context.decimals has n && context.decimals.n.greaterThan(decimal("100.0"))',
+    'context.decimals.n.lessThanOrEqual(decimal("-2.5")) || context.decimals.n == decimal("5.0")',
+    'context.arguments.n == decimal("5.0")',
+    'context.arguments.n.greaterThanOrEqual(decimal("0.0001"))',
 )
 """Conditions inside the subset: the plan decides them."""
 BEYOND = (
     'context.arguments.tags.contains("x")',
     'context.arguments == {"n": 1}',
-    'context.decimals has n && context.decimals.n.greaterThan(decimal("10.5"))',
+    'ip("127.0.0.1").isLoopback() && context.arguments.n > 1',
+    "context.decimals.n.lessThan(decimal(context.arguments.text))",
     'principal.team == "red" && context.arguments.n > 1',
     "if context.arguments has n then context.arguments.n == 1 else false",
     "context.arguments.n + 1 > 5",
@@ -68,7 +73,7 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**66), 2**66),
-    st.sampled_from([0, 1, 5, 1000, 1001, 70, -3, 2**63 - 1, 2**63]),
+    st.sampled_from([0, 1, 5, 1000, 1001, 70, -3, 2**63 - 1, 2**63, 5.0, 100.00001, -2.5, 99999999999999.5]),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(["forbidden", "ok", "/etc/passwd", "a.b-c*", "axbc*", "", "\ud800", "app"]),
 )
@@ -136,6 +141,18 @@ def test_a_plan_answers_as_cedar_does_wherever_it_answers(
         ('context.arguments.path like "a.b*c\\*"', {"path": "axbc*"}, True),  # `.` is no wildcard
         ('context.arguments.path like "a.b*c\\*"', {"path": "a.b-c*"}, False),
         ("context.arguments.flag == 1", {"flag": True}, True),  # `true == 1` is false in Cedar
+        ('context.decimals.n.greaterThan(decimal("100.0"))', {"n": 100.5}, False),
+        ('context.decimals.n.greaterThan(decimal("100.0"))', {"n": 100}, True),
+        ('context.decimals.n == decimal("5.0")', {"n": 5}, False),  # 5 and 5.0000: one decimal
+        ('context.decimals.n.lessThan(decimal("-2.5"))', {"n": -3}, False),
+        ('context.decimals.n.lessThan(decimal("-2.5"))', {"n": 2}, True),
+        ('context.arguments.n == decimal("5.0")', {"n": 5}, True),  # a Long is no decimal
+        # a decimal the agent wrote as Cedar's escape is a decimal to Cedar, and to the plan
+        (
+            'context.arguments.n.greaterThan(decimal("100.0"))',
+            {"n": {"__extn": {"fn": "decimal", "arg": "150.0"}}},
+            False,
+        ),
         ("context.arguments has n && context.arguments.n < 10", {}, True),
     ],
 )
@@ -156,12 +173,31 @@ def test_the_calls_a_gateway_sees_every_call_are_decided_without_cedar(
         ("context.arguments.n > 1000", {"n": 2**64}),  # past a Long: left out of the context, so missing
         ('context.arguments.text == "x"', {"text": "\ud800"}),  # a lone surrogate
         ('context.arguments.text == "x"', {"text": {"deep": "x"}}),  # a record compared: Cedar's rules
+        ("context.arguments.n > 1000", {"n": {"__extn": {"fn": "decimal", "arg": "1e5"}}}),  # a bad decimal
+        ("context.arguments.n > 1000", {"n": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}}),  # another extension
+        ('context.decimals.n.greaterThan(decimal("1.0"))', {"n": "5"}),  # a decimal method on a string
     ],
 )
 def test_what_cedar_might_answer_otherwise_is_left_to_cedar(condition: str, args: dict[str, Any]) -> None:
     answer, cedar = _both([('resource == Tool::"echo/echo"', condition)], args)
     assert answer is None
     assert cedar is (args == {"text": {"deep": "x"}})  # an error refuses; a record is just not equal
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [
+        {"__extn": {"fn": "decimal", "arg": "1e5"}},
+        {"__extn": {"fn": "ip", "arg": "10.0.0.1"}},
+        {"__entity": {"type": "Key", "id": "admin"}},
+        {"__extn": {"arg": "1.0", "fn": "decimal"}},  # a decimal, written otherwise than `call_context` does
+    ],
+)
+def test_an_escape_the_plan_would_never_read_still_leaves_the_call_to_cedar(escape: dict[str, Any]) -> None:
+    # the plan would stop at `n > 5`; Cedar reads the whole context first, escapes and all
+    condition = "context.arguments.n > 5 && context.arguments.x == 1"
+    answer, _cedar = _both([('resource == Tool::"echo/echo"', condition)], {"n": 1, "x": escape})
+    assert answer is None
 
 
 def test_a_context_nested_past_cedars_parser_is_left_to_cedar() -> None:

@@ -6,18 +6,20 @@ Cedar decides a call's per-call policies (`cedar_eval.condition_allows`) in ~23 
 in 80-110 µs inside a busy gateway, where its code and data have left the CPU's caches between calls:
 that was all of what an argument-conditioned policy cost a call (`bench/policy_cost.py`). Most such
 conditions compare an argument with a constant (`context.arguments.amount > 1000`,
-`context.arguments.env == "prod"`, `context.arguments.path like "/etc/*"`), joined by `&&`, `||` and
-`!`, in `when` and `unless` clauses. `plan` compiles a grant's policies once into Python functions of
-the call's context, and `ConditionPlan.allows` answers what `condition_allows` would: True when no
-forbid applies, False when one does.
+`context.arguments.env == "prod"`, `context.arguments.path like "/etc/*"`,
+`context.decimals.amount.greaterThan(decimal("100.0"))`), joined by `&&`, `||` and `!`, in `when`
+and `unless` clauses. `plan` compiles a grant's policies once into Python functions of the call's
+context, and `ConditionPlan.allows` answers what `condition_allows` would: True when no forbid
+applies, False when one does.
 
 It answers None, and the call goes to Cedar as before, wherever Cedar could answer otherwise than a
 plain reading of the subset: a policy with any other operator, variable or literal (compiled to None:
 every call of that grant asks Cedar); an operand of another type than the operator takes, or a
 missing attribute (a Cedar error, which `condition_allows` reads as "not plainly allowed"); a context
-Cedar would not read as plain JSON (an `__entity` or `__extn` escape, a lone surrogate, nesting past
-its parser's limit). Which forbids apply to which of the tool's names (their scopes: principal, action,
-resource, with the entities' hierarchy) is asked of Cedar itself, once per plan.
+Cedar would not read as plain JSON (an `__entity` escape, an `__extn` one other than the decimals
+`call_context` writes, a lone surrogate, nesting past its parser's limit). Which forbids apply to
+which of the tool's names (their scopes: principal, action, resource, with the entities' hierarchy)
+is asked of Cedar itself, once per plan.
 
 `tests/unit/test_condition_plans.py` holds the plans to Cedar's own decisions on generated policies
 and contexts.
@@ -50,6 +52,37 @@ _COMPARISONS: Final[dict[str, Callable[[int, int], bool]]] = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
 }
+
+
+_DECIMAL: Final = re.compile(r"(-?)(0|[1-9][0-9]{0,13})\.([0-9]{1,4})")
+"""A Cedar decimal's text, as `call_context` writes them (`150.0000`), whole part short of the range's end."""
+_DECIMAL_ESCAPE: Final = re.compile(rb'\{"__extn":\{"fn":"decimal","arg":"([^"\\]*)"\}\}')
+"""A decimal in a context's JSON, as orjson writes `call_context`'s `{"__extn": {"fn": "decimal", "arg": ...}}`."""
+_ESCAPES: Final = frozenset(("__entity", "__extn", "__expr"))
+"""Keys Cedar reads a JSON object by as something else than a record."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Decimal:
+    """A Cedar decimal: its value times 10,000, as Cedar holds it (so `1.5 == 1.5000`)."""
+
+    scaled: int
+
+
+def _decimal(text: str) -> _Decimal | None:
+    """`text` as Cedar's `decimal(...)` reads it, or None where the subset leaves it to Cedar."""
+    found = _DECIMAL.fullmatch(text)
+    if found is None:
+        return None
+    sign, whole, fraction = found.groups()
+    scaled = int(whole) * 10_000 + int(fraction.ljust(4, "0"))
+    return _Decimal(-scaled if sign else scaled)
+
+
+def _plain_escapes(given: bytes) -> bool:
+    """Whether every escape in a context's JSON is a decimal the subset reads as Cedar does."""
+    found = _DECIMAL_ESCAPE.findall(given)
+    return len(found) == given.count(b'"__') and all(_decimal(arg.decode()) is not None for arg in found)
 
 
 class _Unknown(Exception):
@@ -87,8 +120,10 @@ class ConditionPlan:
             given = orjson.dumps(context)
         except TypeError:  # a lone surrogate, an integer past 64 bits: as Cedar is given them, Cedar decides
             return None
-        if b'"__' in given or given.count(b"{") + given.count(b"[") > _MAX_BRACKETS:
-            return None  # a key Cedar may read as an entity or extension escape; a deep nesting
+        if b'"__' in given and not _plain_escapes(given):
+            return None  # a key Cedar may read as an entity or another extension
+        if given.count(b"{") + given.count(b"[") > _MAX_BRACKETS:
+            return None  # perhaps nested past Cedar's parser
         try:
             for forbid in self.forbids:
                 if forbid.applies(context):
@@ -177,9 +212,22 @@ def _attribute(body: dict[str, Any]) -> Expression:
         record = left(context)
         if type(record) is not dict or attr not in record:
             raise _Unknown  # not a record, or no such attribute: an error in Cedar
-        return record[attr]
+        value = record[attr]
+        if type(value) is dict and not _ESCAPES.isdisjoint(value):
+            return _escaped(value)
+        return value
 
     return get
+
+
+def _escaped(value: dict[str, Any]) -> _Decimal:
+    """A context value Cedar reads as an extension value: a decimal the subset holds, or `_Unknown`."""
+    extension = value.get("__extn")
+    if len(value) == 1 and type(extension) is dict and extension.get("fn") == "decimal" and len(extension) == 2:
+        arg = extension.get("arg")
+        if type(arg) is str and (decimal := _decimal(arg)) is not None:
+            return decimal
+    raise _Unknown
 
 
 def _has(body: dict[str, Any]) -> Expression:
@@ -197,7 +245,7 @@ def _has(body: dict[str, Any]) -> Expression:
 
 
 def _primitive(value: Value) -> bool:
-    return type(value) in (str, int, bool)
+    return type(value) in (str, int, bool, _Decimal)
 
 
 def _equality(negated: bool) -> Callable[[dict[str, Any]], Expression]:
@@ -226,6 +274,35 @@ def _comparison(operator: str) -> Callable[[dict[str, Any]], Expression]:
             if type(a) is not int or type(b) is not int:
                 raise _Unknown  # Longs only here; anything else is an error or Cedar's own overload
             return compare(a, b)
+
+        return compared
+
+    return compile_comparison
+
+
+def _decimal_literal(args: Any) -> Expression:
+    """`decimal("100.0")`: a literal only (a computed text is Cedar's)."""
+    if not isinstance(args, list) or len(args) != 1 or not isinstance(text := args[0].get("Value"), str):
+        raise _Unsupported(args)
+    value = _decimal(text)
+    if value is None:
+        raise _Unsupported(text)
+    return lambda _context: value
+
+
+def _decimal_comparison(operator: str) -> Callable[[Any], Expression]:
+    compare = _COMPARISONS[operator]
+
+    def compile_comparison(args: Any) -> Expression:
+        if not isinstance(args, list) or len(args) != 2:
+            raise _Unsupported(args)
+        left, right = _expression(args[0]), _expression(args[1])
+
+        def compared(context: dict[str, Any]) -> Value:
+            a, b = left(context), right(context)
+            if type(a) is not _Decimal or type(b) is not _Decimal:
+                raise _Unknown  # a decimal method on anything else is an error
+            return compare(a.scaled, b.scaled)
 
         return compared
 
@@ -304,5 +381,10 @@ _KINDS: Final[dict[str, Callable[[Any], Expression]]] = {
     "||": _junction(conjunction=False),
     "!": _not,
     "like": _like,
+    "decimal": _decimal_literal,
+    "lessThan": _decimal_comparison("<"),
+    "lessThanOrEqual": _decimal_comparison("<="),
+    "greaterThan": _decimal_comparison(">"),
+    "greaterThanOrEqual": _decimal_comparison(">="),
 }
 """The subset: what each node kind of Cedar's JSON policy form (EST) compiles to."""
