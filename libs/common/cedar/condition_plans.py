@@ -203,10 +203,16 @@ def _variable(name: Any) -> Expression:
     return lambda context: context
 
 
-def _attribute(body: dict[str, Any]) -> Expression:
-    left, attr = _expression(body["left"]), body["attr"]
+def _record_and_name(body: dict[str, Any]) -> tuple[Expression, str]:
+    """The record and the attribute's name of `.` and `has` (Cedar names attributes literally)."""
+    attr = body["attr"]
     if not isinstance(attr, str):
         raise _Unsupported(attr)
+    return _expression(body["left"]), attr
+
+
+def _attribute(body: dict[str, Any]) -> Expression:
+    left, attr = _record_and_name(body)
 
     def get(context: dict[str, Any]) -> Value:
         record = left(context)
@@ -231,9 +237,7 @@ def _escaped(value: dict[str, Any]) -> _Decimal:
 
 
 def _has(body: dict[str, Any]) -> Expression:
-    left, attr = _expression(body["left"]), body["attr"]
-    if not isinstance(attr, str):
-        raise _Unsupported(attr)
+    left, attr = _record_and_name(body)
 
     def has(context: dict[str, Any]) -> Value:
         record = left(context)
