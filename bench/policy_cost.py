@@ -14,7 +14,7 @@ of its stack used from the batch's start until `--settle` seconds after its end,
 writer's insert of the batch's events (every 2 s) falls inside the batch that caused it. The
 stacks' idle timers in that window cost all of them alike, and cancel out of the differences.
 
-Issue 59's targets: an argument-conditioned policy adds <= 100 µs of whole-stack CPU per call, a
+The targets: an argument-conditioned policy adds <= 100 µs of whole-stack CPU per call, a
 static one nothing measurable. This is a script, not a test: no timing is asserted anywhere.
 """
 
