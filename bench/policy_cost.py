@@ -3,6 +3,7 @@
     .venv/bin/python bench/policy_cost.py                  # co-located, 12 rounds of 1,600 calls at c=16
     .venv/bin/python bench/policy_cost.py --separate --rounds 8 --calls 1200
     .venv/bin/python bench/policy_cost.py --modes none,argument --baseline REF   # that ref's services
+    .venv/bin/python bench/policy_cost.py --modes none@REF,none@REF,none      # two builds, and a control
 
 Four `bastion up` stacks in front of one HTTP echo upstream (`gateway_stack.POLICIES`): no policy; no
 policy again, the control (what two identical stacks differ by on this machine: the noise floor); a
@@ -89,15 +90,15 @@ def report(samples: dict[str, list[dict[str, int]]], calls: int, layout: str) ->
     medians = {name: statistics.median(values) for name, values in per_call.items()}
     first = next(iter(medians.values()))
     print(f"\n{layout}, {len(next(iter(per_call.values())))} rounds of {calls} calls; whole-stack CPU µs per call")
-    print(f"{'stack':24}{'median':>10}{'vs first':>10}   rounds")
+    print(f"{'stack':36}{'median':>10}{'vs first':>10}   rounds")
     for name, values in per_call.items():
         rounds = " ".join(f"{v:,.0f}" for v in values)
-        print(f"{name:24}{medians[name]:10,.0f}{medians[name] - first:+10,.0f}   {rounds}")
+        print(f"{name:36}{medians[name]:10,.0f}{medians[name] - first:+10,.0f}   {rounds}")
     roles = sorted({role for rounds in samples.values() for s in rounds for role in s})
-    print(f"\n{'median µs per call by process':32}" + "".join(f"{role[:16]:>18}" for role in roles))
+    print(f"\n{'median µs per call by process':36}" + "".join(f"{role[:16]:>18}" for role in roles))
     for name, rounds in samples.items():
         cells = [statistics.median(ticks_to_us(s.get(role, 0), calls) for s in rounds) for role in roles]
-        print(f"{name:32}" + "".join(f"{cell:18,.0f}" for cell in cells))
+        print(f"{name:36}" + "".join(f"{cell:18,.0f}" for cell in cells))
 
 
 async def main() -> None:
@@ -111,23 +112,28 @@ async def main() -> None:
     parser.add_argument(
         "--modes",
         default="none,none,static,argument",
-        help="a stack per `POLICIES` key, in this order (a repeat: a control)",
+        help="a stack per `POLICIES` key, in this order (a repeat: a control); `KEY@REF`: that ref's services",
     )
     args = parser.parse_args()
     upstream, url = start_upstream("http")
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         stacks: dict[str, Gateway] = {}
-        env = export_baseline(args.baseline, Path(tmp) / "baseline") if args.baseline else {}
+        builds: dict[str, dict[str, str]] = {}
         try:
-            for index, policy in enumerate(args.modes.split(",")):
-                name = NAMES[policy] + (" (control)" if NAMES[policy] in stacks else "")
+            for index, mode in enumerate(args.modes.split(",")):
+                policy, _, ref = mode.partition("@")
+                ref = ref or args.baseline or ""
+                if ref not in builds:
+                    builds[ref] = export_baseline(ref, Path(tmp) / f"build-{len(builds)}") if ref else {}
+                name = NAMES[policy] + (f" @{ref}" if ref else "")
+                name += " (control)" if name in stacks else ""
                 workdir = Path(tmp) / str(index)
                 workdir.mkdir()
                 stacks[name] = start_gateway(
                     {"echo": {"url": url}},
                     workdir,
-                    env,
+                    builds[ref],
                     stack={"colocate": not args.separate},
                     policies=POLICIES[policy],
                 )
