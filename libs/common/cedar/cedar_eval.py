@@ -41,9 +41,9 @@ __all__ = [
     "ALLOWED",
     "Principal",
     "Verdict",
-    "allows_any",
     "call_context",
     "condition_allows",
+    "covering",
     "entities",
     "entities_json",
     "evaluate",
@@ -232,29 +232,44 @@ def condition_allows(
     `target` is the server and the tool's names. Plainly: no forbid matched under any name and none
     failed to evaluate. Anything else (a refusal, an approval, a confirmation, an error) is policy's
     to decide and word."""
-    server, names = target
     try:
         given = orjson.dumps(context).decode()
     except TypeError:  # an integer past 64 bits, a lone surrogate: written as cedarpy writes them
         given = json.dumps(context)
-    # cedarpy's extension itself, every name in one batch: its Python wrapper would encode the
-    # context with `json`, decode each answer with `json` and build result objects (~20 µs a call)
-    requests = [_request_of(principal, server, name, given) for name in names]
-    for answer in _native.is_authorized_batch(requests, policies, parsed._inner, None, False):
-        result = orjson.loads(answer)
+    for result in _answers(policies, parsed, principal, target, given):
         if result["decision"] != "Allow" or result["diagnostics"]["errors"]:
             return False
     return True
 
 
-def allows_any(
-    policies: cedarpy.PolicySet, parsed: cedarpy.Entities, principal: str, target: tuple[str, tuple[str, ...]]
-) -> bool:
-    """Whether `policies` allow `principal` calling the tool `target` under one of its names, in an empty context."""
+def covering(
+    scopes: cedarpy.PolicySet, parsed: cedarpy.Entities, principal: str, target: tuple[str, tuple[str, ...]]
+) -> frozenset[str]:
+    """The policies of `scopes` (`cedar_policies.scope_set`) whose scope covers the call under any of the tool's names.
+
+    `principal` calling the tool `target`: the server and the tool's names."""
+    found: set[str] = set()
+    for result in _answers(scopes, parsed, principal, target, "{}"):
+        found.update(result["diagnostics"]["reason"])
+    return frozenset(found)
+
+
+def _answers(
+    policies: cedarpy.PolicySet,
+    parsed: cedarpy.Entities,
+    principal: str,
+    target: tuple[str, tuple[str, ...]],
+    given: str,
+) -> list[dict[str, Any]]:
+    """Cedar's answers for the call under each of the tool's names, in the context `given` (JSON).
+
+    cedarpy's extension itself, every name in one batch: its Python wrapper would encode the context with
+    `json`, decode each answer with `json` and build result objects (~20 µs a call)."""
     server, names = target
-    requests = [_request_of(principal, server, name, "{}") for name in names]
-    answers = _native.is_authorized_batch(requests, policies, parsed._inner, None, False)
-    return any(orjson.loads(answer)["decision"] == "Allow" for answer in answers)
+    requests = [_request_of(principal, server, name, given) for name in names]
+    return [
+        orjson.loads(answer) for answer in _native.is_authorized_batch(requests, policies, parsed._inner, None, False)
+    ]
 
 
 def evaluate(
@@ -317,11 +332,7 @@ def per_call_applicable(
     if scopes is None:
         return frozenset()
     server, tool, _ = target
-    given = _entities(who, *target, aliases)
-    found: set[str] = set()
-    for name in _names(tool, aliases):
-        found.update(cedarpy.is_authorized(_request(who, server, name, {}), scopes, given).diagnostics.reasons)
-    return frozenset(found)
+    return covering(scopes, entities(who, target, aliases), who.name, (server, _names(tool, aliases)))
 
 
 def _failed_policy(error: str) -> str:

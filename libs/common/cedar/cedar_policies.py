@@ -239,6 +239,13 @@ def _policy_set(policies: dict[str, dict[str, Any]]) -> cedarpy.PolicySet:
     return cedarpy.PolicySet.from_json_str(_set_json(policies))
 
 
+def scope_set(policies: dict[str, dict[str, Any]]) -> cedarpy.PolicySet:
+    """`policies` (Cedar JSON, by id) with their conditions dropped.
+
+    Which of them apply to a request is then what their scopes say (`cedar_eval.covering`)."""
+    return _policy_set({pid: {**p, "conditions": []} for pid, p in policies.items()})
+
+
 def _set_json(policies: dict[str, dict[str, Any]]) -> str:
     document = {"staticPolicies": policies, "templates": {}, "templateLinks": []}
     return json.dumps(document, separators=(",", ":"))
@@ -257,13 +264,13 @@ def compile_policies(text: str) -> CompiledPolicies:
         info = _info(line, policy, set(infos))
         infos[info.id], parsed[info.id] = info, policy
     static = {pid: p for pid, p in parsed.items() if not infos[pid].per_call}
-    scopes = {pid: {**p, "conditions": []} for pid, p in parsed.items() if infos[pid].per_call}
+    per_call = {pid: p for pid, p in parsed.items() if infos[pid].per_call}
     return CompiledPolicies(
         policies=infos,
         static=_policy_set({**static, BASELINE_ID: _BASELINE}),
         full=_policy_set({**parsed, BASELINE_ID: _BASELINE}),
-        per_call_scopes=_policy_set(scopes) if scopes else None,
-        per_call_parsed={pid: p for pid, p in parsed.items() if infos[pid].per_call},
+        per_call_scopes=scope_set(per_call) if per_call else None,
+        per_call_parsed=per_call,
     )
 
 

@@ -30,12 +30,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import ge, gt, le, lt
 from typing import Any, Final
 
 import cedarpy
 import orjson
 
-from libs.common.cedar.cedar_eval import allows_any
+from libs.common.cedar.cedar_eval import covering
+from libs.common.cedar.cedar_policies import scope_set
 
 __all__ = ["ConditionPlan", "plan"]
 
@@ -46,12 +48,7 @@ Expression = Callable[[dict[str, Any]], Value]
 
 _MAX_BRACKETS: Final = 64
 """Contexts with more `{` and `[` than this (so perhaps nested past Cedar's JSON parser's 128 levels) go to Cedar."""
-_COMPARISONS: Final[dict[str, Callable[[int, int], bool]]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
+_COMPARISONS: Final[dict[str, Callable[[int, int], bool]]] = {"<": lt, "<=": le, ">": gt, ">=": ge}
 
 
 _DECIMAL: Final = re.compile(r"(-?)(0|[1-9][0-9]{0,13})\.([0-9]{1,4})")
@@ -143,35 +140,21 @@ def plan(
         parsed = orjson.loads(policies_json)
         if parsed.get("templates") or parsed.get("templateLinks"):
             return None
-        forbids, permitted = [], False
+        forbids, permitted = {}, False
         for policy_id, policy in parsed["staticPolicies"].items():
-            if policy["effect"] == "permit":
-                # policy's sets hold forbids and the baseline permit, which every call meets
-                permitted = permitted or (not policy["conditions"] and _covers_all(policy))
-                if policy["conditions"]:
-                    return None
-            elif _scope_covers(policy_id, policy, entities, principal, target):
-                forbids.append(_Forbid(tuple(_clause(clause) for clause in policy["conditions"])))
+            if policy["effect"] == "forbid":
+                forbids[policy_id] = policy
+            elif policy["conditions"]:
+                return None  # policy's sets hold forbids and the baseline permit, which every call meets
+            else:
+                permitted = permitted or all(
+                    policy[part] == {"op": "All"} for part in ("principal", "action", "resource")
+                )
+        covered = covering(scope_set(forbids), entities, principal, target) if forbids else frozenset()
+        compiled = [_Forbid(tuple(_clause(clause) for clause in forbids[i]["conditions"])) for i in sorted(covered)]
     except (_Unsupported, KeyError, TypeError, ValueError, AttributeError):
         return None
-    return ConditionPlan(tuple(forbids)) if permitted else None
-
-
-def _covers_all(policy: dict[str, Any]) -> bool:
-    return all(policy[part] == {"op": "All"} for part in ("principal", "action", "resource"))
-
-
-def _scope_covers(
-    policy_id: str,
-    policy: dict[str, Any],
-    entities: cedarpy.Entities,
-    principal: str,
-    target: tuple[str, tuple[str, ...]],
-) -> bool:
-    """Whether `policy`'s scope covers the call under one of the tool's names: asked of Cedar, conditions dropped."""
-    scope = {**policy, "effect": "permit", "conditions": []}
-    alone = {"staticPolicies": {policy_id: scope}, "templates": {}, "templateLinks": []}
-    return allows_any(cedarpy.PolicySet.from_json_str(orjson.dumps(alone).decode()), entities, principal, target)
+    return ConditionPlan(tuple(compiled)) if permitted else None
 
 
 def _clause(clause: dict[str, Any]) -> tuple[bool, Expression]:
