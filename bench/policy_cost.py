@@ -30,27 +30,24 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_stack import KEY, POLICIES, Gateway, export_baseline, pid_ticks, start_gateway, start_upstream, ticks_to_us
+from gateway_stack import (
+    KEY,
+    POLICIES,
+    Gateway,
+    costs_between,
+    export_baseline,
+    snapshot,
+    start_gateway,
+    start_upstream,
+)
 from mcp_clients import McpClient
 
 PARAMS = {"name": "echo__echo", "arguments": {"text": "hello"}}
 NAMES = {"none": "no policy", "static": "static policy", "argument": "argument policy"}
 
 
-def _ticks(gateway: Gateway) -> dict[int, tuple[str, int]]:
-    return pid_ticks(gateway.proc.pid)
-
-
-def _spent(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]]) -> dict[str, int]:
-    """Ticks per role between two readings (a process started in between counts whole)."""
-    spent: dict[str, int] = {}
-    for pid, (role, used) in after.items():
-        spent[role] = spent.get(role, 0) + used - before.get(pid, (role, 0))[1]
-    return spent
-
-
-async def _batch(clients: list[McpClient], gateway: Gateway, calls: int, settle: float) -> dict[str, int]:
-    """The CPU ticks per role of `calls` calls shared by `clients`, and of the `settle` seconds after them."""
+async def _batch(clients: list[McpClient], gateway: Gateway, calls: int, settle: float) -> dict[str, float]:
+    """CPU µs per call and role of `calls` calls shared by `clients`, and of the `settle` seconds after them."""
 
     async def worker(client: McpClient) -> None:
         for _ in range(calls // len(clients)):
@@ -58,20 +55,20 @@ async def _batch(clients: list[McpClient], gateway: Gateway, calls: int, settle:
             if "result" not in answer:
                 raise SystemExit(f"call failed under load: {answer}")
 
-    before = _ticks(gateway)
+    before = snapshot(gateway)
     await asyncio.gather(*(worker(client) for client in clients))
     await asyncio.sleep(settle)
-    return _spent(before, _ticks(gateway))
+    return costs_between(before, snapshot(gateway), calls // len(clients) * len(clients)).cpu_us
 
 
-async def measure(stacks: dict[str, Gateway], args: argparse.Namespace) -> dict[str, list[dict[str, int]]]:
-    """Each stack's ticks per role, one sample per round; the sessions are opened once, before the rounds."""
+async def measure(stacks: dict[str, Gateway], args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    """Each stack's CPU µs per call and role, one sample per round; the sessions are opened once, before the rounds."""
     names = list(stacks)
     sessions = {name: [await McpClient(stacks[name].url, KEY).open() for _ in range(args.clients)] for name in names}
     for name in names:  # warm every path: grants, pinned definitions, the policy's compile
         await _batch(sessions[name], stacks[name], 25 * args.clients, 0)
     await asyncio.sleep(args.settle)
-    samples: dict[str, list[dict[str, int]]] = {name: [] for name in names}
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     try:
         for round_ in range(args.rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
@@ -85,19 +82,19 @@ async def measure(stacks: dict[str, Gateway], args: argparse.Namespace) -> dict[
     return samples
 
 
-def report(samples: dict[str, list[dict[str, int]]], calls: int, layout: str) -> None:
-    per_call = {name: [ticks_to_us(sum(s.values()), calls) for s in rounds] for name, rounds in samples.items()}
+def report(samples: dict[str, list[dict[str, float]]], calls: int, layout: str) -> None:
+    per_call = {name: [sum(s.values()) for s in rounds] for name, rounds in samples.items()}
     medians = {name: statistics.median(values) for name, values in per_call.items()}
     first = next(iter(medians.values()))
     print(f"\n{layout}, {len(next(iter(per_call.values())))} rounds of {calls} calls; whole-stack CPU µs per call")
     print(f"{'stack':36}{'median':>10}{'vs first':>10}   rounds")
     for name, values in per_call.items():
-        rounds = " ".join(f"{v:,.0f}" for v in values)
-        print(f"{name:36}{medians[name]:10,.0f}{medians[name] - first:+10,.0f}   {rounds}")
+        shown = " ".join(f"{v:,.0f}" for v in values)
+        print(f"{name:36}{medians[name]:10,.0f}{medians[name] - first:+10,.0f}   {shown}")
     roles = sorted({role for rounds in samples.values() for s in rounds for role in s})
     print(f"\n{'median µs per call by process':36}" + "".join(f"{role[:16]:>18}" for role in roles))
-    for name, rounds in samples.items():
-        cells = [statistics.median(ticks_to_us(s.get(role, 0), calls) for s in rounds) for role in roles]
+    for name, costs in samples.items():
+        cells = [statistics.median(s.get(role, 0) for s in costs) for role in roles]
         print(f"{name:36}" + "".join(f"{cell:18,.0f}" for cell in cells))
 
 
