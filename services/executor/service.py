@@ -29,9 +29,10 @@ from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common.bus import local_lane, permissions
+from libs.common.bus import permissions
 from libs.common.bus.acknowledger import Acknowledger, reply_subject
 from libs.common.bus.blobs import Blobs, fits
+from libs.common.bus.in_place import immediate
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.bus.starting import patient_start, start_owning
@@ -191,7 +192,7 @@ class ExecutorService:
         """Every routed request policy allowed goes through these steps (`call_path`)."""
         await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         await self._listings.start(self._nc)  # each user's catalog of a per-user server
-        on_call = local_lane.immediate(self._on_call)  # co-located, a call is taken in its sender's publish
+        on_call = immediate(self._on_call)  # taken as it is parsed, or in a co-located sender's publish
         self._subs = [
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=on_call),
             await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=on_call),
@@ -371,7 +372,7 @@ class ExecutorService:
     # ------------------------------------------------------------------ hot path
 
     def _on_call(self, msg: Msg) -> None:
-        """Hand the call to its own task and return, never waiting (`local_lane.immediate`)."""
+        """Hand the call to its own task and return, never waiting (`in_place.immediate`)."""
         reply = reply_subject(msg)
         verdict = self._admission.admit(msg.subject, reply, msg.headers, msg.data, time.time())
         if isinstance(verdict, str):

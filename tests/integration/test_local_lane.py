@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError, SlowConsumerError
 
 from libs.common.bus import local_lane
+from libs.common.bus.in_place import immediate
 from libs.common.bus.local_lane import LocalLane
 from libs.common.bus.nats import processed
 from libs.common.contracts.carried import Carried, carried, carrying
@@ -221,7 +222,7 @@ async def test_an_immediate_subscriber_takes_local_messages_in_their_publishers_
     lane = LocalLane()
     receiver, publisher = await connect(lane), await connect(lane)
     got: list[bytes] = []
-    sub = await receiver.subscribe("work.call", queue="workers", cb=local_lane.immediate(lambda m: got.append(m.data)))
+    sub = await receiver.subscribe("work.call", queue="workers", cb=immediate(lambda m: got.append(m.data)))
 
     for n in range(20):
         await publisher.publish("work.call", str(n).encode(), headers={"N": str(n)})
@@ -244,7 +245,7 @@ async def test_a_message_sent_from_inside_an_immediate_handler_waits_its_turn_be
                 sending.send(None)
         finished.append(msg.data)
 
-    await receiver.subscribe("work.call", queue="workers", cb=local_lane.immediate(handle))
+    await receiver.subscribe("work.call", queue="workers", cb=immediate(handle))
     await publisher.publish("work.call", b"1")
     await publisher.publish("work.call", b"3")  # queued behind "2", never ahead of it
     await poll_until(lambda: len(finished) == 3, "three messages handled")
@@ -264,7 +265,7 @@ async def test_a_message_over_an_immediate_subscribers_pending_limit_is_still_a_
     await publisher.connect(nats_url)
     try:
         got: list[bytes] = []
-        on_msg = local_lane.immediate(lambda m: got.append(m.data))
+        on_msg = immediate(lambda m: got.append(m.data))
         await receiver.subscribe("work.call", queue="workers", cb=on_msg, pending_bytes_limit=16)
         await processed(receiver)  # the server knows the subscription before the big one goes its way
         await publisher.publish("work.call", b"x" * 32)  # more than the subscriber takes pending
@@ -297,7 +298,7 @@ async def test_an_immediate_handler_runs_in_its_subscribers_context_and_its_fail
     await publisher.connect(nats_url)
     try:
         whose.set("subscriber")
-        await receiver.subscribe("work.call", queue="workers", cb=local_lane.immediate(handle))
+        await receiver.subscribe("work.call", queue="workers", cb=immediate(handle))
         whose.set("publisher")
         await publisher.publish("work.call", b"fail")  # raises nothing here: the failure is the subscriber's
         await publisher.publish("work.call", b"next")

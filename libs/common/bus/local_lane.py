@@ -20,20 +20,16 @@ here as the very bytes object its sender published, carrying a copy of the model
 the receiver takes that copy instead of parsing (`carried`), and everything else about the message
 (bytes, headers, signature) is what the server would have delivered. `enable` (and `carrying_models`) turn that on.
 
-A subscription whose callback only spawns or resolves and never waits (`immediate`: the executor's
-entry, a relay's reply inbox) is handed a local message in place: its handler runs from the publisher's
-own call, in the context the subscription was made in, without the pending queue and the
-subscription task's turn. Only when nothing is queued ahead of it and the handler is not already
-running (a handler publishing to its own subscription queues), so each subscriber still takes its
-messages in order; pending limits stay as they were (nothing waits, so nothing piles up), and an
-exception goes to the connection's error callback as nats-py's would.
+A subscription whose callback only spawns or resolves and never waits (`in_place.immediate`: the
+executor's entry, a relay's reply inbox) is handed a local message in place: its handler runs from the
+publisher's own call (`in_place` says when, and what that keeps), as the connection's reader runs it
+for a message from the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections.abc import Awaitable, Callable, Iterator
 
 from nats.aio.client import Client as NATS
@@ -45,43 +41,14 @@ from nats.aio.subscription import (
 )
 
 from libs.common.bus.bus_client import BusClient
+from libs.common.bus.in_place import InPlace
 from libs.common.contracts import carried
 
-__all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "immediate", "new_client", "sharing"]
+__all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "new_client", "sharing"]
 
 _CLOSED = NATS.CLOSED
 _NOT_SENDING = (NATS.CLOSED, NATS.DRAINING_PUBS)
 """A connection's states (`_status`, read as its `is_closed`, `is_draining_pubs` would, a call less each)."""
-
-_HANDLER = "lane_handler"
-"""Where `immediate` keeps a callback's handler (the function's own attributes)."""
-
-_reporting: set[asyncio.Task[None]] = set()
-"""Error callbacks under way for handlers the lane ran in place (held until they finish)."""
-
-
-def immediate(handler: Callable[[Msg], None]) -> Callable[[Msg], Awaitable[None]]:
-    """A subscription callback for a `handler` that only spawns or resolves, never waits.
-
-    Through the server nats-py awaits it as any other; on a lane, a local message may run `handler`
-    in place (the module's docstring says when)."""
-
-    async def callback(msg: Msg) -> None:
-        handler(msg)
-
-    callback.__dict__[_HANDLER] = handler
-    return callback
-
-
-class _InPlace:
-    """A subscription's `immediate` handler, with the context it runs in and whether it is running."""
-
-    __slots__ = ("busy", "context", "handler")
-
-    def __init__(self, handler: Callable[[Msg], None]) -> None:
-        self.handler = handler
-        self.context = contextvars.copy_context()  # the subscriber's, as its nats-py task would have
-        self.busy = False
 
 
 class LocalLane:
@@ -90,7 +57,7 @@ class LocalLane:
     def __init__(self) -> None:
         self._groups: dict[str, list[Subscription]] = {}
         self._inboxes: dict[str, Subscription] = {}
-        self.in_place: dict[Subscription, _InPlace] = {}
+        self.in_place: dict[Subscription, InPlace] = {}
         """The members whose callback is `immediate`."""
         self._turn = 0
 
@@ -107,9 +74,9 @@ class LocalLane:
             self._inboxes[subject[:-2]] = sub
         else:
             return
-        handler = getattr(sub._cb, _HANDLER, None)
-        if handler is not None:
-            self.in_place[sub] = _InPlace(handler)
+        in_place = sub._conn.in_place(sub)
+        if in_place is not None:
+            self.in_place[sub] = in_place
 
     def find(self, subject: str) -> Subscription | None:
         """A live local subscriber for one message to `subject`, if any.
@@ -242,15 +209,7 @@ def _hand_over(
     in_place = lane.in_place.get(sub)
     if in_place is not None and not in_place.busy and sub._pending_queue.empty():
         sub._received += 1
-        in_place.busy = True
-        try:
-            in_place.context.run(in_place.handler, msg)
-        except Exception as exc:  # the subscriber's failure, never the publisher's: as nats-py reports it
-            task = asyncio.ensure_future(sub._conn._error_cb(exc))
-            _reporting.add(task)
-            task.add_done_callback(_reporting.discard)
-        finally:
-            in_place.busy = False
+        in_place.deliver(msg, sub._conn._error_cb)
         return True
     try:
         sub._pending_queue.put_nowait(msg)

@@ -45,8 +45,8 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from libs.common.bus import local_lane
 from libs.common.bus.bus_client import BusClient, BusMark, BusStuck
+from libs.common.bus.in_place import immediate
 from libs.common.bus.timetable import SLACK, Timetable
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects
@@ -123,7 +123,7 @@ class AckedRequester:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         # it only resolves a waiting request: on a lane, a local reply resolves it in the responder's publish
-        await self._nc.subscribe(f"{self._prefix}.*", cb=local_lane.immediate(self._on_reply))
+        await self._nc.subscribe(f"{self._prefix}.*", cb=immediate(self._on_reply))
         if isinstance(self._nc, BusClient):
             self._nc.when_moved(self._wake_all)
             await self._nc.subscribe(subjects.BUS_MOVED, cb=self._on_moved)
