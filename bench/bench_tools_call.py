@@ -9,6 +9,7 @@
     ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
     ./run bench --colocated                                  # also ingress+executor as one process (baselines too)
     ./run bench --colocated --no-separate --variant BASTION_CONFINE=false   # what the walls cost, co-located
+    ./run bench --colocated --variant BENCH_PYTHON=/other/venv/bin/python   # this checkout on another interpreter
     ./run bench --client httpx                               # the load generator of runs before 2026-11-24
     ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
     ./run bench --policy argument                            # a Cedar policy reading the arguments on echo
@@ -143,6 +144,16 @@ async def measure(
     for client in (direct, through, denied):
         await client.close()
     return results, costs
+
+
+def interpreter() -> str:
+    """This script's CPython, and whether it runs through a shared libpython.
+
+    The interpreter's build moves the services' CPU per call: a source build without PGO and LTO, its
+    code in a shared library (pyenv's default), costs ~10 % more in the co-located process than a
+    distribution's or the official image's (docs/benchmarks.md), so the figures say which they ran on."""
+    shared = any("libpython" in line for line in Path("/proc/self/maps").read_text().splitlines())
+    return f"CPython {sys.version.split()[0]} at {sys.executable}, libpython {'shared' if shared else 'linked in'}"
 
 
 def report(results: list[Result], costs: Costs, upstream: str, era: str, concurrency: int) -> None:
@@ -333,6 +344,7 @@ def main() -> None:
     kinds = ["http", "stdio"] if args.upstream == "both" else [args.upstream]
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"HTTP client: {args.client}")
+    print(f"interpreter (every build a variant's BENCH_PYTHON does not name another for): {interpreter()}")
     with tempfile.TemporaryDirectory() as tmp:
         baselines = [(ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)]
         builds: list[tuple[str, dict | None, dict | None]] = [(ref, env, None) for ref, env in baselines]
