@@ -65,7 +65,10 @@ class InPlace:
         self.busy = True
         try:
             self.context.run(self.handler, msg)
-        except Exception as exc:  # the subscriber's failure, never the deliverer's: as nats-py reports it
+        # the subscriber's failure, never the deliverer's (a reader that stopped would silence the
+        # connection), reported as nats-py reports a callback's; a sync handler has no await to be
+        # cancelled at, so a CancelledError out of it is a failure like any other
+        except (Exception, asyncio.CancelledError) as exc:
             task = asyncio.ensure_future(error_cb(exc))
             _reporting.add(task)
             task.add_done_callback(_reporting.discard)
