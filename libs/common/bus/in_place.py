@@ -60,7 +60,7 @@ class InPlace:
         self.context = contextvars.copy_context()  # the subscriber's, as its nats-py task would have
         self.busy = False
 
-    def deliver(self, msg: Msg, error_cb: Callable[[Exception], Awaitable[Any]]) -> None:
+    def deliver(self, msg: Msg, error_cb: Callable[[Any], Awaitable[Any]]) -> None:
         """Run the handler on `msg` now (the caller checked it is free and nothing is queued ahead)."""
         self.busy = True
         try:
