@@ -149,3 +149,21 @@ def test_nats_py_process_msg_is_the_one_repeated() -> None:
     # check) must be read again, and `BusClient._process_msg` brought in line, before this is renewed
     source = inspect.getsource(NATS._process_msg)
     assert hashlib.sha256(source.encode()).hexdigest() == NATS_PY_PROCESS_MSG
+
+
+async def test_a_jetstream_push_subscription_keeps_nats_pys_task_even_with_an_immediate_callback(pair):
+    receiver, publisher, _ = pair
+    js = receiver.jetstream()
+    stream = f"INPLACE{id(receiver)}"
+    await js.add_stream(name=stream, subjects=[f"{stream.lower()}.>"])
+    try:
+        tasks: list[asyncio.Task[object] | None] = []
+        sub = await js.subscribe(f"{stream.lower()}.x", cb=immediate(lambda m: tasks.append(asyncio.current_task())))
+        await publisher.jetstream().publish(f"{stream.lower()}.x", b"stored")
+        await poll_until(lambda: tasks, "the stored message delivered")
+    finally:
+        await js.delete_stream(stream)
+
+    # nats-py wraps a JetStream callback in its own (acks, flow control, heartbeats), which is not
+    # `immediate`: a push subscription never runs in place, whatever its callback
+    assert tasks == [sub._wait_for_msgs_task] and receiver.in_place(sub) is None
