@@ -211,10 +211,14 @@ class BusClient(NATS):
         pending_bytes_limit: int = DEFAULT_SUB_PENDING_BYTES_LIMIT,
     ) -> Subscription:
         sub = await super().subscribe(subject, queue, cb, future, max_msgs, pending_msgs_limit, pending_bytes_limit)
-        handler = handler_of(cb)
-        if handler is not None and not max_msgs:  # one that ends after N messages keeps nats-py's count
-            self._in_place[sub._id] = InPlace(handler)  # made here: in the subscriber's context
+        self._subscribed(sub)
         return sub
+
+    def _subscribed(self, sub: Subscription) -> None:
+        """Note a new subscription (in the subscriber's context): its handler runs in place if `immediate`."""
+        handler = handler_of(sub._cb)
+        if handler is not None and not sub._max_msgs:  # one that ends after N messages keeps nats-py's count
+            self._in_place[sub._id] = InPlace(handler)
 
     def in_place(self, sub: Subscription) -> InPlace | None:
         """`sub`'s handler to run in place, if its callback is `immediate`."""

@@ -30,15 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import (
-    DEFAULT_SUB_PENDING_BYTES_LIMIT,
-    DEFAULT_SUB_PENDING_MSGS_LIMIT,
-    Subscription,
-)
+from nats.aio.subscription import Subscription
 
 from libs.common.bus.bus_client import BusClient
 from libs.common.bus.in_place import InPlace
@@ -164,20 +160,10 @@ class LaneClient(BusClient):
 
     lane: LocalLane | None = None
 
-    async def subscribe(
-        self,
-        subject: str,
-        queue: str = "",
-        cb: Callable[[Msg], Awaitable[None]] | None = None,
-        future: asyncio.Future[Msg] | None = None,
-        max_msgs: int = 0,
-        pending_msgs_limit: int = DEFAULT_SUB_PENDING_MSGS_LIMIT,
-        pending_bytes_limit: int = DEFAULT_SUB_PENDING_BYTES_LIMIT,
-    ) -> Subscription:
-        sub = await super().subscribe(subject, queue, cb, future, max_msgs, pending_msgs_limit, pending_bytes_limit)
+    def _subscribed(self, sub: Subscription) -> None:
+        super()._subscribed(sub)
         if self.lane is not None:
             self.lane.add(sub)
-        return sub
 
     async def publish(
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
