@@ -29,8 +29,8 @@ times on a fresh connection, tests/unit/test_bus_client_headers.py). `_send_ping
 behind them, as nats-py did before.
 
 A subscription whose callback is `in_place.immediate` has its messages handled as they are parsed,
-without its pending queue and task (`in_place` says when); `in_place(sub)` hands that handler to a
-local lane too, so the two deliverers share it.
+without its pending queue and task (`in_place` says when); `in_place(sub)` is that handler for a
+local lane's publisher too, so the two deliverers share one.
 
 It also parses and writes message headers for less CPU than nats-py does, to the same bytes and
 dicts (`parse_header_lines`, `header_block`): every routed request and acknowledgement carries some.
@@ -234,13 +234,11 @@ class BusClient(NATS):
         What nats-py does for a plain subscription's message up to its queue (stats, count, headers,
         the `Msg`), then the handler instead of the queue (`in_place`)."""
         in_place = self._in_place.get(sid)
-        if in_place is None or in_place.busy:
-            await super()._process_msg(sid, subject, reply, data, headers)
-            return
         sub = self._subs.get(sid)
         if (
-            sub is None
-            or not sub._pending_queue.empty()
+            in_place is None
+            or sub is None
+            or not in_place.takes(sub)
             # one nats-py would drop as a slow consumer's still is (`_hand_over` applies the same rule)
             or (0 < sub._pending_bytes_limit <= sub._pending_size + len(data))
         ):
@@ -249,9 +247,8 @@ class BusClient(NATS):
         stats = self.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
-        sub._received += 1
         msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers) if headers else None)
-        in_place.deliver(msg, self._error_cb)
+        in_place.deliver(sub, msg)
 
     async def request(
         self,

@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 __all__ = ["InPlace", "handler_of", "immediate"]
 
-_HANDLER = "lane_handler"
+_HANDLER = "in_place_handler"
 """Where `immediate` keeps a callback's handler (the function's own attributes)."""
 
 _reporting: set[asyncio.Task[None]] = set()
@@ -60,8 +61,14 @@ class InPlace:
         self.context = contextvars.copy_context()  # the subscriber's, as its nats-py task would have
         self.busy = False
 
-    def deliver(self, msg: Msg, error_cb: Callable[[Any], Awaitable[Any]]) -> None:
-        """Run the handler on `msg` now (the caller checked it is free and nothing is queued ahead)."""
+    def takes(self, sub: Subscription) -> bool:
+        """Whether a message for `sub` may run now: the handler is free and nothing is queued ahead of it."""
+        return not self.busy and sub._pending_queue.empty()
+
+    def deliver(self, sub: Subscription, msg: Msg) -> None:
+        """Run the handler on `msg` now (`takes` said it may), counted as `sub`'s as nats-py counts one."""
+        sub._received += 1
+        error_cb: Callable[[Any], Awaitable[Any]] = sub._conn._error_cb
         self.busy = True
         try:
             self.context.run(self.handler, msg)

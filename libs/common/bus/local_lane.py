@@ -37,7 +37,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from libs.common.bus.bus_client import BusClient
-from libs.common.bus.in_place import InPlace
 from libs.common.contracts import carried
 
 __all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "new_client", "sharing"]
@@ -53,8 +52,6 @@ class LocalLane:
     def __init__(self) -> None:
         self._groups: dict[str, list[Subscription]] = {}
         self._inboxes: dict[str, Subscription] = {}
-        self.in_place: dict[Subscription, InPlace] = {}
-        """The members whose callback is `immediate`."""
         self._turn = 0
 
     def add(self, sub: Subscription) -> None:
@@ -70,9 +67,6 @@ class LocalLane:
             self._inboxes[subject[:-2]] = sub
         else:
             return
-        in_place = sub._conn.in_place(sub)
-        if in_place is not None:
-            self.in_place[sub] = in_place
 
     def find(self, subject: str) -> Subscription | None:
         """A live local subscriber for one message to `subject`, if any.
@@ -88,7 +82,6 @@ class LocalLane:
                 if not member._closed and conn._status != _CLOSED and held is member:
                     return member
                 members.remove(member)  # it left: the server knows the group without it already
-                self.in_place.pop(member, None)
             return None
         prefix, dot, _ = subject.rpartition(".")
         inbox = self._inboxes.get(prefix) if dot else None
@@ -98,7 +91,6 @@ class LocalLane:
         held = conn._subs.get(inbox._id)
         if inbox._closed or conn._status == _CLOSED or held is not inbox:
             del self._inboxes[prefix]
-            self.in_place.pop(inbox, None)
             return None
         return inbox
 
@@ -171,14 +163,12 @@ class LaneClient(BusClient):
         lane = self.lane
         if lane is not None and len(payload) <= self._max_payload and self._status not in _NOT_SENDING:
             sub = lane.find(subject)
-            if sub is not None and _hand_over(lane, sub, subject, reply, payload, headers):
+            if sub is not None and _hand_over(sub, subject, reply, payload, headers):
                 return
         await super().publish(subject, payload, reply, headers)
 
 
-def _hand_over(
-    lane: LocalLane, sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None
-) -> bool:
+def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bool:
     """Give the message to `sub` as its own connection would have (False: it cannot take it).
 
     In place when its callback is `immediate`, free and nothing is queued ahead; queued otherwise."""
@@ -192,10 +182,9 @@ def _hand_over(
         headers=dict(headers) if headers else None,  # the publisher may reuse its dict
         _sid=sub._id,
     )
-    in_place = lane.in_place.get(sub)
-    if in_place is not None and not in_place.busy and sub._pending_queue.empty():
-        sub._received += 1
-        in_place.deliver(msg, sub._conn._error_cb)
+    in_place = sub._conn.in_place(sub)  # its connection's, shared with the server's deliveries
+    if in_place is not None and in_place.takes(sub):
+        in_place.deliver(sub, msg)
         return True
     try:
         sub._pending_queue.put_nowait(msg)
