@@ -89,7 +89,9 @@ class BytecodeCounter:
         return totals
 
     def by_function(self) -> Counter[str]:
-        """`file:line(name)` -> instructions executed so far: where an area's count comes from."""
-        return +Counter(
-            {f"{code.co_filename}:{code.co_firstlineno}({code.co_name})": read() for code, read in self._codes.items()}
-        )
+        """`file:line(name)` -> instructions executed so far: where an area's count comes from. Code
+        objects of one name (a comprehension or a lambda made anew, a module reloaded) are summed."""
+        found: Counter[str] = Counter()
+        for code, read in self._codes.items():
+            found[f"{code.co_filename}:{code.co_firstlineno}({code.co_name})"] += read()
+        return +found

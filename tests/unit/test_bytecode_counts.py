@@ -100,6 +100,23 @@ def test_each_functions_instructions_are_named_and_sum_to_its_areas() -> None:
     assert sum(ingress.values()) == areas["bytecodes_ingress"]
 
 
+def test_code_objects_of_one_name_are_summed_not_overwritten() -> None:
+    # two functions of one file, line and name, different code: as namedtuple makes each class's
+    # `__new__` from "<string>", line 1
+    same = str(LIBS / "common" / "same.py")
+    one: dict[str, Any] = {}
+    two: dict[str, Any] = {}
+    exec(compile("def f(n):\n    return n\n", same, "exec"), one)
+    exec(compile("def f(n):\n    return [n, n, n, n]\n", same, "exec"), two)
+    both: dict[str, Any] = {}  # started from code that is counted: the test's own would not be
+    exec(compile("def both(f, g):\n    return f(1), g(2)\n", str(LIBS / "common" / "both.py"), "exec"), both)
+    counter = BytecodeCounter()
+    LIB["measured"](counter.counting, both["both"], one["f"], two["f"])
+    alone = counted(one["f"], 1)["bytecodes_libs"] + counted(two["f"], 2)["bytecodes_libs"]
+    assert one["f"].__code__ != two["f"].__code__
+    assert counter.by_function()[f"{same}:1(f)"] == alone
+
+
 def test_what_time_drives_is_left_out_with_what_it_calls() -> None:
     assert counted(TIMED["calls"], LIB["turns"], 20) == Counter()
     assert counted(LIB["calls"], TIMED["turns"], 20).keys() == {"bytecodes_libs"}
