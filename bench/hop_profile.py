@@ -13,7 +13,8 @@ decodes per call, and the functions with the most own time (inflated by the prof
 shares). `--policy argument` adds a policy that reads the call's arguments (decided per call),
 `--policy static` one that does not. `--bytecodes N` then counts the bytecode instructions each
 process's main thread executes per area over N more calls, and the functions that execute the most
-(SIGUSR2; tracing slows the traced code ~6x, so keep N small: a few hundred). Unlike own time, these
+(SIGUSR2; tracing slows the traced code ~6x, so keep N small: a few hundred); `--ledger` groups them
+by the work or guarantee they serve (`bench/cost_ledger.py`). Unlike own time, these
 are exact and not inflated by the tracer: the ranking to read first when looking for the CPU.
 """
 
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cost_ledger import ledger
 from gateway_stack import KEY, POLICIES, _descendants, _role, export_baseline, launch, start_upstream
 from mcp_clients import McpClient, concurrent
 
@@ -114,7 +116,7 @@ def _signalled_window(services: dict[int, str], signum: int, load: Callable[[], 
     time.sleep(1.0)
 
 
-def _report_bytecodes(path: Path, calls: int, top: int) -> None:
+def _report_bytecodes(path: Path, calls: int, top: int, grouped: bool) -> None:
     counts = json.loads(path.read_text())
     per_area, per_function = counts["areas"], counts["functions"]
     areas = ", ".join(f"{k.removeprefix('bytecodes_')} {v / calls:,.0f}" for k, v in sorted(per_area.items()) if v)
@@ -123,6 +125,11 @@ def _report_bytecodes(path: Path, calls: int, top: int) -> None:
     print(f"   per area: {areas}")
     for where, count in sorted(per_function.items(), key=lambda item: -item[1])[:top]:
         print(f"   {count / calls:8,.0f}  {_short(where)}")
+    if grouped:
+        total = sum(per_area.values()) / calls
+        print(f"   what they buy (bench/cost_ledger.py), of {total:,.0f}:")
+        for group, count, largest in ledger({_short(k): v for k, v in per_function.items()}, calls):
+            print(f"   {count:8,.0f} {count / total:4.0%}  {group}  (most: {largest})")
 
 
 def main() -> None:
@@ -133,8 +140,11 @@ def main() -> None:
     parser.add_argument("--policy", choices=sorted(POLICIES), default="none")
     parser.add_argument("--baseline", help="a git ref: profile its services instead of this checkout's")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--keep", type=Path, help="copy each process's .prof file into this folder")
+    parser.add_argument(
+        "--keep", type=Path, help="copy each process's .prof (and .bytecodes.json) file into this folder"
+    )
     parser.add_argument("--bytecodes", type=int, default=0, help="then count bytecodes over this many calls")
+    parser.add_argument("--ledger", action="store_true", help="and group them by what they buy (cost_ledger.py)")
     args = parser.parse_args()
     upstream, url = start_upstream("http")
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +186,9 @@ def main() -> None:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, args.keep / path.name)
         for path in sorted(out.glob("*.bytecodes.json")):
-            _report_bytecodes(path, args.bytecodes, args.top)
+            _report_bytecodes(path, args.bytecodes, args.top, args.ledger)
+            if args.keep:
+                shutil.copy(path, args.keep / path.name)
 
 
 if __name__ == "__main__":
