@@ -84,13 +84,15 @@ def start_upstream(kind: str = "http") -> tuple[subprocess.Popen[str], str]:
     return start_server(str(ECHO), f"--{kind}", "--port", "0")
 
 
-def start_server(*argv: str) -> tuple[subprocess.Popen[str], str]:
-    """A Python server script (`argv`) that prints `READY <url>` once it serves; that URL."""
+def start_server(*argv: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """A Python server script (`argv`) that prints `READY <url>` once it serves; that URL. `env`: its
+    environment, if not this process's."""
     proc = subprocess.Popen(
         [sys.executable, *argv],
         stdout=subprocess.PIPE,
         text=True,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -1,0 +1,296 @@
+"""What a forwarding MCP proxy costs in Python with nothing but forwarding, beside Bastion, in one run.
+
+    .venv/bin/python bench/python_floor.py                    # direct, the floor proxy, Bastion co-located
+    .venv/bin/python bench/python_floor.py --rounds 3 --calls-each 200
+    .venv/bin/python bench/python_floor.py --separate --bytecodes 400  # Bastion's both layouts; the floor's bytecodes
+    .venv/bin/python bench/python_floor.py --server granian-rsgi   # the floor proxy's HTTP served by granian
+    .venv/bin/python bench/python_floor.py --also granian-rsgi     # both servers' floor proxies, side by side
+
+The floor proxy is the least a Python gateway does per `tools/call`, built from the parts Bastion's
+hot path uses: uvicorn with httptools on uvloop serving a raw ASGI app, which reads the body, parses
+it (orjson), checks the bearer key against a set, strips the tool's server prefix, serialises the
+message again and POSTs it to the upstream on Bastion's own llhttp keep-alive pool
+(`services.executor.upstreams.mcp.http1.HttpPool`), then answers with the upstream's status, type and
+body. No policy, audit, guardrails, pinning, limits, metrics, tracing or NATS: what is left of
+Bastion's CPU per call above this floor is what its guarantees and its architecture cost.
+
+`--server granian-rsgi` / `granian-asgi` serve the same proxy with granian (a Rust HTTP server from
+PyPI, embedded in the same uvloop loop) instead of uvicorn: what a compiled HTTP edge would save a
+Python gateway. granian is not a dependency of Bastion; the option needs it installed
+(`pip install granian`).
+
+CPU per call is read from /proc (every thread of the proxy process; for Bastion every process of
+`bastion up`, as `./run bench` reads it), over `--clients` x `--calls-each` concurrent calls; the
+added p50 from `--calls` sequential calls, interleaved with direct ones. Rounds alternate the paths
+and medians close the run. A script, not a test: numbers are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_stack import KEY, cpu_ticks, process_ticks, start_gateway, start_server, start_upstream, ticks_to_us
+from mcp_clients import Client, McpClient, concurrent, sequential
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = Path(__file__).resolve().parent / "hop_profile_site"
+PREFIX = "echo__"
+_PASSED = ("accept", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method")
+
+
+def proxy_app(upstream: str, keys: frozenset[str]) -> Any:
+    """The floor proxy as a raw ASGI app forwarding every POST to `upstream`."""
+    from services.executor.upstreams.mcp.http1 import HttpPool
+
+    pool = HttpPool(upstream, limit=64)
+    bearers = frozenset(f"Bearer {k}".encode() for k in keys)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k: v for k, v in scope["headers"]}
+        if headers.get(b"authorization") not in bearers:
+            await _answer(send, 401, b"application/json", b'{"error":"unauthorized"}')
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        status, kind, answer = await forward(pool, headers, body)
+        await _answer(send, status, kind, answer)
+
+    return app
+
+
+async def forward(pool: Any, headers: dict[bytes, bytes], body: bytes) -> tuple[int, bytes, bytes]:
+    """`body` renamed and POSTed upstream with the MCP headers: the answer's status, type and body."""
+    message = orjson.loads(body)
+    params = message.get("params")
+    if isinstance(params, dict) and str(params.get("name", "")).startswith(PREFIX):
+        params["name"] = params["name"][len(PREFIX) :]
+    passed = {name: headers[name.encode()].decode() for name in _PASSED if name.encode() in headers}
+    if "mcp-name" in {k.decode() for k in headers} and isinstance(params, dict):
+        passed["mcp-name"] = str(params.get("name", ""))
+    async with pool.post(orjson.dumps(message), passed) as response:
+        answer = await response.read()
+        kind = response.headers.get("content-type", "application/json")
+        session = response.headers.get("mcp-session-id")
+        status = response.status
+    if session:  # a handshake-era session: the client keeps the upstream's id
+        kind = f"{kind}\r\nmcp-session-id: {session}"
+    return status, kind.encode() if isinstance(kind, str) else kind, answer
+
+
+async def _answer(send: Any, status: int, kind: bytes, body: bytes) -> None:
+    head, _, session = kind.partition(b"\r\nmcp-session-id: ")
+    headers = [(b"content-type", head), (b"content-length", str(len(body)).encode())]
+    if session:
+        headers.append((b"mcp-session-id", session))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(upstream: str, server: str) -> None:
+    """Serve the floor proxy on a free port; print `READY <url>` once it listens."""
+    import socket
+
+    import uvloop
+
+    app = proxy_app(upstream, frozenset({KEY}))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+
+    async def main() -> None:
+        if server == "uvicorn":
+            import uvicorn
+
+            config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off", log_level="error")
+            config.access_log = False
+            sock.listen(128)  # connections wait in the backlog until uvicorn accepts
+            print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
+            await uvicorn.Server(config).serve(sockets=[sock])
+            return
+        sock.close()  # granian binds the port itself
+        from granian.constants import Interfaces  # type: ignore[import-not-found]
+        from granian.server.embed import Server  # type: ignore[import-not-found]
+
+        target = app if server == "granian-asgi" else _rsgi(app)
+        interface = Interfaces.ASGI if server == "granian-asgi" else Interfaces.RSGI
+        proxy = Server(target, port=port, interface=interface, log_enabled=False, websockets=False, http="1")
+        task = asyncio.ensure_future(proxy.serve())
+        await asyncio.sleep(1.0)
+        print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
+        await task
+
+    uvloop.run(main())
+
+
+def _rsgi(app: Any) -> Any:
+    """The same forwarding as granian's RSGI callable (no ASGI messages)."""
+    pool = app.__closure__  # the ASGI app's pool and keys, shared
+    cells = {c.cell_contents.__class__.__name__: c.cell_contents for c in pool}
+    http_pool, bearers = cells["HttpPool"], cells["frozenset"]
+
+    async def rsgi(scope: Any, protocol: Any) -> None:
+        headers = {k.encode(): v.encode() for k, v in scope.headers.items()}
+        if headers.get(b"authorization") not in bearers:
+            protocol.response_bytes(401, [("content-type", "application/json")], b'{"error":"unauthorized"}')
+            return
+        status, kind, answer = await forward(http_pool, headers, await protocol())
+        head, _, session = kind.decode().partition("\r\nmcp-session-id: ")
+        out = [("content-type", head)] + ([("mcp-session-id", session)] if session else [])
+        protocol.response_bytes(status, out, answer)
+
+    return rsgi
+
+
+class _Modern(McpClient):
+    era = "modern"
+
+
+Ticks = Callable[[], int]
+"""CPU clock ticks a path's own processes have used so far."""
+
+
+async def one_round(
+    args: argparse.Namespace, paths: dict[str, tuple[str, Ticks]], number: int
+) -> dict[str, dict[str, float]]:
+    """Each path's added p50 (ms, against direct calls interleaved with it) and CPU per call (µs), the
+    paths after the direct one taken in an order rotated by the round's `number` (drift hits each alike)."""
+    out: dict[str, dict[str, float]] = {}
+    call = {"name": "echo", "arguments": {"text": "hello"}}
+    via = {"name": f"{PREFIX}echo", "arguments": {"text": "hello"}}
+    direct_url = paths["direct"][0]
+    direct: Client = await _Modern(direct_url).open()
+    others = [name for name in paths if name != "direct"]
+    turn = number % max(1, len(others))
+    for name in ["direct", *others[turn:], *others[:turn]]:
+        url, ticks = paths[name]
+        params = call if name == "direct" else via
+        client: Client = await _Modern(url, KEY).open()
+        await sequential(client, "tools/call", params, 50, "result")
+        d, g = [], []
+        for _ in range(5):
+            d += await sequential(direct, "tools/call", call, args.calls // 5, "result")
+            g += await sequential(client, "tools/call", params, args.calls // 5, "result")
+        await client.close()
+        before = ticks()
+        rate = await concurrent(lambda u=url: _Modern(u, KEY).open(), params, args.clients, args.calls_each)
+        cpu = ticks_to_us(ticks() - before, args.clients * args.calls_each)
+        out[name] = {"added_p50": statistics.median(g) - statistics.median(d), "cpu": cpu, "rate": rate}
+    await direct.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--server", default="uvicorn", choices=("uvicorn", "granian-rsgi", "granian-asgi"))
+    parser.add_argument("--also", action="append", default=[], help="another --server for the floor proxy")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=300, help="sequential calls per path per round")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--calls-each", type=int, default=150)
+    parser.add_argument("--no-bastion", action="store_true", help="the floor proxies only")
+    parser.add_argument("--separate", action="store_true", help="also Bastion with every service its own process")
+    parser.add_argument("--bytecodes", type=int, default=0, help="then count each floor proxy's bytecodes over N calls")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.server)
+        return
+    workdir = tempfile.TemporaryDirectory(prefix="bastion-floor-")
+    upstream, url = start_upstream("http")
+    procs: list[subprocess.Popen[str]] = [upstream]
+    paths: dict[str, tuple[str, Ticks]] = {"direct": (url, lambda: process_ticks(upstream.pid))}
+    env_argv = [str(Path(__file__).resolve()), "--serve", url]
+    counted = Path(workdir.name) / "bytecodes"
+    counted.mkdir()
+    # the floor proxies count their instructions on SIGUSR2, as `hop_profile.py` has Bastion's count
+    path = [str(SITE), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    site = {"PYTHONPATH": os.pathsep.join(path), "BENCH_PROFILE_DIR": str(counted)}
+    for server in [args.server, *args.also]:
+        proc, proxy_url = start_server(*env_argv, "--server", server, env={**os.environ, **site})
+        procs.append(proc)
+        paths[f"floor proxy ({server})"] = (proxy_url, lambda pid=proc.pid: process_ticks(pid))
+    gateways = []
+    try:
+        layouts = [] if args.no_bastion else ["co-located", *(["separate"] if args.separate else [])]
+        for layout in layouts:
+            state = Path(workdir.name) / layout
+            state.mkdir()
+            gateway = start_gateway({"echo": {"url": url}}, state, stack={"colocate": layout == "co-located"})
+            gateways.append(gateway)
+            paths[f"bastion {layout}"] = (gateway.url, lambda root=gateway.proc.pid: sum(cpu_ticks(root).values()))
+        rounds: list[dict[str, dict[str, float]]] = []
+        for number in range(args.rounds):
+            measured = asyncio.run(one_round(args, paths, number))
+            rounds.append(measured)
+            print(f"round {number + 1}, load {os.getloadavg()[0]:.1f}: " + _line(measured), flush=True)
+        _table(rounds, args)
+        if args.bytecodes:
+            _count_bytecodes(args, paths, procs[1:], counted)
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        for proc in procs:
+            proc.terminate()
+        workdir.cleanup()
+
+
+def _count_bytecodes(
+    args: argparse.Namespace, paths: dict[str, tuple[str, Ticks]], proxies: list[subprocess.Popen[str]], out: Path
+) -> None:
+    """Each floor proxy's bytecode instructions per call over `--bytecodes` calls at `--clients`."""
+    via = {"name": f"{PREFIX}echo", "arguments": {"text": "hello"}}
+    floors = [(name, url) for name, (url, _) in paths.items() if name.startswith("floor")]
+    print(f"\nbytecodes per call on the proxy's loop thread, over {args.bytecodes} calls (bytecode_counts.py)")
+    for (name, url), proc in zip(floors, proxies, strict=True):
+        os.kill(proc.pid, signal.SIGUSR2)
+        time.sleep(0.2)
+        asyncio.run(concurrent(lambda u=url: _Modern(u, KEY).open(), via, args.clients, args.bytecodes // args.clients))
+        os.kill(proc.pid, signal.SIGUSR2)
+        written = out / f"other-{proc.pid}.bytecodes.json"
+        for _ in range(100):
+            if written.exists():
+                break
+            time.sleep(0.1)
+        areas = json.loads(written.read_text())["areas"]
+        parts = ", ".join(f"{k.removeprefix('bytecodes_')} {v / args.bytecodes:,.0f}" for k, v in areas.items() if v)
+        print(f"{name:34} {sum(areas.values()) / args.bytecodes:8,.0f}  ({parts})")
+
+
+def _line(measured: dict[str, dict[str, float]]) -> str:
+    return "; ".join(f"{k} {v['cpu']:.0f} µs, +{v['added_p50']:.2f} ms, {v['rate']:.0f}/s" for k, v in measured.items())
+
+
+def _table(rounds: list[dict[str, dict[str, float]]], args: argparse.Namespace) -> None:
+    print(f"\nmedians of {len(rounds)} rounds; {args.clients} clients x {args.calls_each} calls for CPU and throughput")
+    print(f"{'path':34} {'CPU µs/call':>12} {'added p50 ms':>13} {'calls/s':>9} {'vs direct':>10}")
+    direct_rate = statistics.median(r["direct"]["rate"] for r in rounds)
+    for name in [name for name in rounds[0] if name == "direct"] + sorted(n for n in rounds[0] if n != "direct"):
+        cpu = statistics.median(r[name]["cpu"] for r in rounds)
+        added = statistics.median(r[name]["added_p50"] for r in rounds)
+        rate = statistics.median(r[name]["rate"] for r in rounds)
+        print(f"{name:34} {cpu:12,.0f} {added:13.2f} {rate:9,.0f} {rate / direct_rate:10.0%}")
+
+
+if __name__ == "__main__":
+    main()
