@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -216,6 +217,9 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.server)
         return
+    servers = [args.server, *args.also]
+    if any(s.startswith("granian") for s in servers) and importlib.util.find_spec("granian") is None:
+        raise SystemExit("granian is not installed here (not a Bastion dependency): pip install granian")
     workdir = tempfile.TemporaryDirectory(prefix="bastion-floor-")
     upstream, url = start_upstream("http")
     procs: list[subprocess.Popen[str]] = [upstream]
@@ -226,7 +230,7 @@ def main() -> None:
     # the floor proxies count their instructions on SIGUSR2, as `hop_profile.py` has Bastion's count
     path = [str(SITE), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     site = {"PYTHONPATH": os.pathsep.join(path), "BENCH_PROFILE_DIR": str(counted)}
-    for server in [args.server, *args.also]:
+    for server in servers:
         proc, proxy_url = start_server(*env_argv, "--server", server, env={**os.environ, **site})
         procs.append(proc)
         paths[f"floor proxy ({server})"] = (proxy_url, lambda pid=proc.pid: process_ticks(pid))
