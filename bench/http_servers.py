@@ -63,7 +63,9 @@ def serve(server: str, port: int) -> None:
         if server == "uvicorn":
             import uvicorn
 
-            config = uvicorn.Config(asgi, port=port, loop="none", http="httptools", lifespan="off", log_level="error")
+            config = uvicorn.Config(
+                asgi, port=port, loop="none", http="httptools", lifespan="off", proxy_headers=False, log_level="error"
+            )
             config.access_log = False
             await uvicorn.Server(config).serve()
             return

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import json
 import os
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,61 +52,63 @@ from mcp_clients import Client, McpClient, concurrent, sequential
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(__file__).resolve().parent / "hop_profile_site"
 PREFIX = "echo__"
-_PASSED = ("accept", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method")
+_PASSED = tuple(
+    (name, name.encode()) for name in ("accept", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method")
+)
+_UNAUTHORIZED = b'{"error":"unauthorized"}'
+Headers = list[tuple[bytes, bytes]]
 
 
-def proxy_app(upstream: str, keys: frozenset[str]) -> Any:
-    """The floor proxy as a raw ASGI app forwarding every POST to `upstream`."""
-    from services.executor.upstreams.mcp.http1 import HttpPool
+class FloorProxy:
+    """The floor proxy: every POST forwarded to `upstream`, as a raw ASGI app (`asgi`) or granian's RSGI
+    callable (`rsgi`)."""
 
-    pool = HttpPool(upstream, limit=64)
-    bearers = frozenset(f"Bearer {k}".encode() for k in keys)
+    def __init__(self, upstream: str, keys: frozenset[str]) -> None:
+        from services.executor.upstreams.mcp.http1 import HttpPool
 
-    async def app(scope: dict, receive: Any, send: Any) -> None:
+        self.pool = HttpPool(upstream, limit=64)
+        self.bearers = frozenset(f"Bearer {k}".encode() for k in keys)
+
+    async def forward(self, headers: Mapping[bytes, bytes], body: bytes) -> tuple[int, Headers, bytes]:
+        """`body` renamed and POSTed upstream with the MCP headers: the answer's status, headers and body."""
+        message = orjson.loads(body)
+        params = message.get("params")
+        if isinstance(params, dict) and str(params.get("name", "")).startswith(PREFIX):
+            params["name"] = params["name"][len(PREFIX) :]
+        passed = {name: headers[raw].decode() for name, raw in _PASSED if raw in headers}
+        if b"mcp-name" in headers and isinstance(params, dict):
+            passed["mcp-name"] = str(params.get("name", ""))
+        async with self.pool.post(orjson.dumps(message), passed) as response:
+            answer = await response.read()
+            out = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
+            if session := response.headers.get("mcp-session-id"):  # a handshake-era session: the client keeps it
+                out.append((b"mcp-session-id", session.encode()))
+            return response.status, out, answer
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        headers = {k: v for k, v in scope["headers"]}
-        if headers.get(b"authorization") not in bearers:
-            await _answer(send, 401, b"application/json", b'{"error":"unauthorized"}')
+        headers = dict(scope["headers"])
+        if headers.get(b"authorization") not in self.bearers:
+            status, out, answer = 401, [(b"content-type", b"application/json")], _UNAUTHORIZED
+        else:
+            body, more = b"", True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            status, out, answer = await self.forward(headers, body)
+        out.append((b"content-length", str(len(answer)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": answer})
+
+    async def rsgi(self, scope: Any, protocol: Any) -> None:
+        headers = {k.encode(): v.encode() for k, v in scope.headers.items()}
+        if headers.get(b"authorization") not in self.bearers:
+            protocol.response_bytes(401, [("content-type", "application/json")], _UNAUTHORIZED)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        status, kind, answer = await forward(pool, headers, body)
-        await _answer(send, status, kind, answer)
-
-    return app
-
-
-async def forward(pool: Any, headers: dict[bytes, bytes], body: bytes) -> tuple[int, bytes, bytes]:
-    """`body` renamed and POSTed upstream with the MCP headers: the answer's status, type and body."""
-    message = orjson.loads(body)
-    params = message.get("params")
-    if isinstance(params, dict) and str(params.get("name", "")).startswith(PREFIX):
-        params["name"] = params["name"][len(PREFIX) :]
-    passed = {name: headers[name.encode()].decode() for name in _PASSED if name.encode() in headers}
-    if "mcp-name" in {k.decode() for k in headers} and isinstance(params, dict):
-        passed["mcp-name"] = str(params.get("name", ""))
-    async with pool.post(orjson.dumps(message), passed) as response:
-        answer = await response.read()
-        kind = response.headers.get("content-type", "application/json")
-        session = response.headers.get("mcp-session-id")
-        status = response.status
-    if session:  # a handshake-era session: the client keeps the upstream's id
-        kind = f"{kind}\r\nmcp-session-id: {session}"
-    return status, kind.encode() if isinstance(kind, str) else kind, answer
-
-
-async def _answer(send: Any, status: int, kind: bytes, body: bytes) -> None:
-    head, _, session = kind.partition(b"\r\nmcp-session-id: ")
-    headers = [(b"content-type", head), (b"content-length", str(len(body)).encode())]
-    if session:
-        headers.append((b"mcp-session-id", session))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        status, out, answer = await self.forward(headers, await protocol())
+        protocol.response_bytes(status, [(k.decode(), v.decode()) for k, v in out], answer)
 
 
 def serve(upstream: str, server: str) -> None:
@@ -114,7 +117,7 @@ def serve(upstream: str, server: str) -> None:
 
     import uvloop
 
-    app = proxy_app(upstream, frozenset({KEY}))
+    proxy = FloorProxy(upstream, frozenset({KEY}))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -123,7 +126,15 @@ def serve(upstream: str, server: str) -> None:
         if server == "uvicorn":
             import uvicorn
 
-            config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off", log_level="error")
+            config = uvicorn.Config(
+                proxy.asgi,
+                loop="none",
+                http="httptools",
+                interface="asgi3",
+                lifespan="off",
+                proxy_headers=False,  # no middleware: the app is all there is
+                log_level="error",
+            )
             config.access_log = False
             sock.listen(128)  # connections wait in the backlog until uvicorn accepts
             print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
@@ -133,10 +144,10 @@ def serve(upstream: str, server: str) -> None:
         from granian.constants import Interfaces  # type: ignore[import-not-found]
         from granian.server.embed import Server  # type: ignore[import-not-found]
 
-        target = app if server == "granian-asgi" else _rsgi(app)
+        target = proxy.asgi if server == "granian-asgi" else proxy.rsgi
         interface = Interfaces.ASGI if server == "granian-asgi" else Interfaces.RSGI
-        proxy = Server(target, port=port, interface=interface, log_enabled=False, websockets=False, http="1")
-        task = asyncio.ensure_future(proxy.serve())
+        embedded = Server(target, port=port, interface=interface, log_enabled=False, websockets=False, http="1")
+        task = asyncio.ensure_future(embedded.serve())
         await asyncio.sleep(1.0)
         print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
         await task
@@ -144,27 +155,22 @@ def serve(upstream: str, server: str) -> None:
     uvloop.run(main())
 
 
-def _rsgi(app: Any) -> Any:
-    """The same forwarding as granian's RSGI callable (no ASGI messages)."""
-    pool = app.__closure__  # the ASGI app's pool and keys, shared
-    cells = {c.cell_contents.__class__.__name__: c.cell_contents for c in pool}
-    http_pool, bearers = cells["HttpPool"], cells["frozenset"]
-
-    async def rsgi(scope: Any, protocol: Any) -> None:
-        headers = {k.encode(): v.encode() for k, v in scope.headers.items()}
-        if headers.get(b"authorization") not in bearers:
-            protocol.response_bytes(401, [("content-type", "application/json")], b'{"error":"unauthorized"}')
-            return
-        status, kind, answer = await forward(http_pool, headers, await protocol())
-        head, _, session = kind.decode().partition("\r\nmcp-session-id: ")
-        out = [("content-type", head)] + ([("mcp-session-id", session)] if session else [])
-        protocol.response_bytes(status, out, answer)
-
-    return rsgi
-
-
 class _Modern(McpClient):
     era = "modern"
+
+
+def _opener(url: str) -> Callable[[], Awaitable[Client]]:
+    """What opens one more client of `url` (for `concurrent`)."""
+
+    async def open_client() -> Client:
+        return await _Modern(url, KEY).open()
+
+    return open_client
+
+
+def _tree_ticks(root: int) -> int:
+    """CPU clock ticks of every Bastion process under `root` (`bastion up`), as `./run bench` sums them."""
+    return sum(cpu_ticks(root).values())
 
 
 Ticks = Callable[[], int]
@@ -194,7 +200,7 @@ async def one_round(
             g += await sequential(client, "tools/call", params, args.calls // 5, "result")
         await client.close()
         before = ticks()
-        rate = await concurrent(lambda u=url: _Modern(u, KEY).open(), params, args.clients, args.calls_each)
+        rate = await concurrent(_opener(url), params, args.clients, args.calls_each)
         cpu = ticks_to_us(ticks() - before, args.clients * args.calls_each)
         out[name] = {"added_p50": statistics.median(g) - statistics.median(d), "cpu": cpu, "rate": rate}
     await direct.close()
@@ -233,7 +239,7 @@ def main() -> None:
     for server in servers:
         proc, proxy_url = start_server(*env_argv, "--server", server, env={**os.environ, **site})
         procs.append(proc)
-        paths[f"floor proxy ({server})"] = (proxy_url, lambda pid=proc.pid: process_ticks(pid))
+        paths[f"floor proxy ({server})"] = (proxy_url, functools.partial(process_ticks, proc.pid))
     gateways = []
     try:
         layouts = [] if args.no_bastion else ["co-located", *(["separate"] if args.separate else [])]
@@ -242,7 +248,7 @@ def main() -> None:
             state.mkdir()
             gateway = start_gateway({"echo": {"url": url}}, state, stack={"colocate": layout == "co-located"})
             gateways.append(gateway)
-            paths[f"bastion {layout}"] = (gateway.url, lambda root=gateway.proc.pid: sum(cpu_ticks(root).values()))
+            paths[f"bastion {layout}"] = (gateway.url, functools.partial(_tree_ticks, gateway.proc.pid))
         rounds: list[dict[str, dict[str, float]]] = []
         for number in range(args.rounds):
             measured = asyncio.run(one_round(args, paths, number))
@@ -269,7 +275,7 @@ def _count_bytecodes(
     for (name, url), proc in zip(floors, proxies, strict=True):
         os.kill(proc.pid, signal.SIGUSR2)
         time.sleep(0.2)
-        asyncio.run(concurrent(lambda u=url: _Modern(u, KEY).open(), via, args.clients, args.bytecodes // args.clients))
+        asyncio.run(concurrent(_opener(url), via, args.clients, args.bytecodes // args.clients))
         os.kill(proc.pid, signal.SIGUSR2)
         written = out / f"other-{proc.pid}.bytecodes.json"
         for _ in range(100):
