@@ -56,7 +56,7 @@ from nats.aio.subscription import (
 )
 from nats.protocol import command as prot_command
 
-from libs.common.bus.in_place import InPlace, handler_of
+from libs.common.bus.in_place import InPlace, handler_of, overflows
 
 __all__ = [
     "BusClient",
@@ -234,14 +234,8 @@ class BusClient(NATS):
         What nats-py does for a plain subscription's message up to its queue (stats, count, headers,
         the `Msg`), then the handler instead of the queue (`in_place`)."""
         in_place = self._in_place.get(sid)
-        sub = self._subs.get(sid)
-        if (
-            in_place is None
-            or sub is None
-            or not in_place.takes(sub)
-            # one nats-py would drop as a slow consumer's still is (`_hand_over` applies the same rule)
-            or (0 < sub._pending_bytes_limit <= sub._pending_size + len(data))
-        ):
+        sub = self._subs.get(sid) if in_place is not None else None  # any other message: nats-py's, unlooked
+        if in_place is None or sub is None or not in_place.takes(sub) or overflows(sub, len(data)):
             await super()._process_msg(sid, subject, reply, data, headers)
             return
         stats = self.stats

@@ -24,7 +24,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-__all__ = ["InPlace", "handler_of", "immediate"]
+__all__ = ["InPlace", "handler_of", "immediate", "overflows"]
 
 _HANDLER = "in_place_handler"
 """Where `immediate` keeps a callback's handler (the function's own attributes)."""
@@ -49,6 +49,14 @@ def immediate(handler: Callable[[Msg], None]) -> Callable[[Msg], Awaitable[None]
 def handler_of(callback: object) -> Callable[[Msg], None] | None:
     """The handler `immediate` wrapped in `callback`, or None for any other callback."""
     return getattr(callback, _HANDLER, None)
+
+
+def overflows(sub: Subscription, size: int) -> bool:
+    """Whether a message of `size` bytes puts `sub` over its pending-bytes limit.
+
+    nats-py's slow-consumer rule (a limit of 0 is none), by which it drops and reports the message:
+    neither deliverer takes such a message out of nats-py's hands (`BusClient._process_msg`, `local_lane`)."""
+    return 0 < sub._pending_bytes_limit <= sub._pending_size + size
 
 
 class InPlace:

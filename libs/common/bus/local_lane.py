@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from libs.common.bus.bus_client import BusClient
+from libs.common.bus.in_place import overflows
 from libs.common.contracts import carried
 
 __all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "new_client", "sharing"]
@@ -172,7 +173,7 @@ def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, head
     """Give the message to `sub` as its own connection would have (False: it cannot take it).
 
     In place when its callback is `immediate`, free and nothing is queued ahead; queued otherwise."""
-    if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
+    if overflows(sub, len(payload)):  # the server's delivery drops and reports it, as nats-py does
         return False
     msg = Msg(
         _client=sub._conn,
