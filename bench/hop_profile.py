@@ -182,13 +182,10 @@ def main() -> None:
         )
         for path in sorted(out.glob("*.prof")):
             _report(path, args.calls, args.top)
-            if args.keep:
-                args.keep.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, args.keep / path.name)
         for path in sorted(out.glob("*.bytecodes.json")):
             _report_bytecodes(path, args.bytecodes, args.top, args.ledger)
-            if args.keep:
-                shutil.copy(path, args.keep / path.name)
+        if args.keep:
+            shutil.copytree(out, args.keep, dirs_exist_ok=True)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,20 @@ import asyncio
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_stack import process_ticks, start_server, ticks_to_us
 
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__echo","arguments":{"text":"hello"}}}'
 HEAD = (
@@ -37,15 +44,20 @@ REQUEST = HEAD % len(BODY) + BODY
 ANSWER = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "hello"}]}})
 
 
-async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+async def read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
     body, more = b"", True
     while more:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    orjson.loads(body)
+    return body
+
+
+async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    orjson.loads(await read_body(receive))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": ANSWER})
@@ -56,31 +68,46 @@ async def rsgi(scope: Any, protocol: Any) -> None:
     protocol.response_bytes(200, [("content-type", "application/json")], ANSWER)
 
 
-def serve(server: str, port: int) -> None:
+def serve(server: str, asgi_app: Any, rsgi_app: Any, port: int, ready: Callable[[int], None]) -> None:
+    """Serve on 127.0.0.1:`port` (0: a free one) with `server` on uvloop: uvicorn with httptools serving
+    `asgi_app`, or granian embedded in the loop serving `rsgi_app` (granian-rsgi) or `asgi_app`
+    (granian-asgi); `ready(port)` once it listens."""
     import uvloop
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    port = sock.getsockname()[1]
 
     async def main() -> None:
         if server == "uvicorn":
             import uvicorn
 
             config = uvicorn.Config(
-                asgi, port=port, loop="none", http="httptools", lifespan="off", proxy_headers=False, log_level="error"
+                asgi_app,
+                loop="none",
+                http="httptools",
+                interface="asgi3",
+                lifespan="off",
+                proxy_headers=False,  # no middleware: the app is all there is
+                log_level="error",
             )
             config.access_log = False
-            await uvicorn.Server(config).serve()
+            sock.listen(128)  # connections wait in the backlog until uvicorn accepts
+            ready(port)
+            await uvicorn.Server(config).serve(sockets=[sock])
             return
+        sock.close()  # granian binds the port itself
         from granian.constants import Interfaces  # type: ignore[import-not-found]
         from granian.server.embed import Server  # type: ignore[import-not-found]
 
-        interface, target = (Interfaces.ASGI, asgi) if server == "granian-asgi" else (Interfaces.RSGI, rsgi)
-        await Server(target, port=port, interface=interface, log_enabled=False, websockets=False, http="1").serve()
+        interface, target = (Interfaces.ASGI, asgi_app) if server == "granian-asgi" else (Interfaces.RSGI, rsgi_app)
+        embedded = Server(target, port=port, interface=interface, log_enabled=False, websockets=False, http="1")
+        task = asyncio.ensure_future(embedded.serve())
+        await asyncio.sleep(1.0)  # it says nothing when it listens
+        ready(port)
+        await task
 
     uvloop.run(main())
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _load(port: int, connections: int, each: int) -> None:
@@ -96,29 +123,26 @@ async def _load(port: int, connections: int, each: int) -> None:
     await asyncio.gather(*(one() for _ in range(connections)))
 
 
-def measure(server: str, port: int, requests: int, strace: bool) -> str:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", server, "--port", str(port)])
+def measure(server: str, requests: int, strace: bool) -> str:
+    proc, url = start_server(__file__, "--serve", server)
+    port = urllib.parse.urlsplit(url).port
+    assert port is not None
     try:
-        for _ in range(100):  # until it accepts
-            try:
-                asyncio.run(_load(port, 1, 1))
-                break
-            except OSError:
-                time.sleep(0.1)
-        asyncio.run(_load(port, 16, 50))
-        tracer = None
-        if strace:
-            out = Path(f"/tmp/bastion-http-servers-{server}.strace")
-            tracer = subprocess.Popen(["strace", "-f", "-c", "-qq", "-o", str(out), "-p", str(proc.pid)])
-            time.sleep(0.5)
-        before, start = _cpu(proc.pid), time.perf_counter()
-        asyncio.run(_load(port, 16, requests // 16))
-        spent, elapsed = _cpu(proc.pid) - before, time.perf_counter() - start
-        line = f"{server:14} {spent / requests * 1e6:6.0f} µs CPU per request, {requests / elapsed:7,.0f} requests/s"
-        if tracer is not None:
-            tracer.send_signal(signal.SIGINT)
-            tracer.wait()
-            line += "\n" + _per_request(out.read_text(), requests)
+        asyncio.run(_load(port, 16, 50))  # warm-up
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "strace-c"
+            tracer = None
+            if strace:
+                tracer = subprocess.Popen(["strace", "-f", "-c", "-qq", "-o", str(out), "-p", str(proc.pid)])
+                time.sleep(0.5)
+            before, start = process_ticks(proc.pid), time.perf_counter()
+            asyncio.run(_load(port, 16, requests // 16))
+            spent, elapsed = ticks_to_us(process_ticks(proc.pid) - before, requests), time.perf_counter() - start
+            line = f"{server:14} {spent:6.0f} µs CPU per request, {requests / elapsed:7,.0f} requests/s"
+            if tracer is not None:
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait()
+                line += "\n" + _per_request(out.read_text(), requests)
         return line
     finally:
         proc.terminate()
@@ -138,13 +162,12 @@ def _per_request(table: str, requests: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=18767)
     parser.add_argument("--requests", type=int, default=16000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--strace", action="store_true")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, asgi, rsgi, 0, lambda port: print(f"READY http://127.0.0.1:{port}/", flush=True))
         return
     servers = ["uvicorn"]
     if importlib.util.find_spec("granian") is not None:
@@ -154,7 +177,7 @@ def main() -> None:
     for number in range(args.rounds):
         print(f"round {number + 1}, load {os.getloadavg()[0]:.1f}")
         for server in servers:
-            print(measure(server, args.port, args.requests, args.strace), flush=True)
+            print(measure(server, args.requests, args.strace), flush=True)
 
 
 if __name__ == "__main__":

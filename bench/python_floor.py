@@ -46,12 +46,17 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import http_servers
 from gateway_stack import KEY, cpu_ticks, process_ticks, start_gateway, start_server, start_upstream, ticks_to_us
 from mcp_clients import Client, McpClient, concurrent, sequential
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(__file__).resolve().parent / "hop_profile_site"
 PREFIX = "echo__"
+CALL = {"name": "echo", "arguments": {"text": "hello"}}
+"""The call, as the upstream names its tool."""
+VIA = {"name": f"{PREFIX}echo", "arguments": {"text": "hello"}}
+"""The same call through a proxy or Bastion."""
 _PASSED = tuple(
     (name, name.encode()) for name in ("accept", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method")
 )
@@ -92,12 +97,7 @@ class FloorProxy:
         if headers.get(b"authorization") not in self.bearers:
             status, out, answer = 401, [(b"content-type", b"application/json")], _UNAUTHORIZED
         else:
-            body, more = b"", True
-            while more:
-                message = await receive()
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-            status, out, answer = await self.forward(headers, body)
+            status, out, answer = await self.forward(headers, await http_servers.read_body(receive))
         out.append((b"content-length", str(len(answer)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": answer})
@@ -113,46 +113,10 @@ class FloorProxy:
 
 def serve(upstream: str, server: str) -> None:
     """Serve the floor proxy on a free port; print `READY <url>` once it listens."""
-    import socket
-
-    import uvloop
-
     proxy = FloorProxy(upstream, frozenset({KEY}))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-
-    async def main() -> None:
-        if server == "uvicorn":
-            import uvicorn
-
-            config = uvicorn.Config(
-                proxy.asgi,
-                loop="none",
-                http="httptools",
-                interface="asgi3",
-                lifespan="off",
-                proxy_headers=False,  # no middleware: the app is all there is
-                log_level="error",
-            )
-            config.access_log = False
-            sock.listen(128)  # connections wait in the backlog until uvicorn accepts
-            print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
-            await uvicorn.Server(config).serve(sockets=[sock])
-            return
-        sock.close()  # granian binds the port itself
-        from granian.constants import Interfaces  # type: ignore[import-not-found]
-        from granian.server.embed import Server  # type: ignore[import-not-found]
-
-        target = proxy.asgi if server == "granian-asgi" else proxy.rsgi
-        interface = Interfaces.ASGI if server == "granian-asgi" else Interfaces.RSGI
-        embedded = Server(target, port=port, interface=interface, log_enabled=False, websockets=False, http="1")
-        task = asyncio.ensure_future(embedded.serve())
-        await asyncio.sleep(1.0)
-        print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
-        await task
-
-    uvloop.run(main())
+    http_servers.serve(
+        server, proxy.asgi, proxy.rsgi, 0, lambda port: print(f"READY http://127.0.0.1:{port}/mcp", flush=True)
+    )
 
 
 class _Modern(McpClient):
@@ -183,20 +147,18 @@ async def one_round(
     """Each path's added p50 (ms, against direct calls interleaved with it) and CPU per call (µs), the
     paths after the direct one taken in an order rotated by the round's `number` (drift hits each alike)."""
     out: dict[str, dict[str, float]] = {}
-    call = {"name": "echo", "arguments": {"text": "hello"}}
-    via = {"name": f"{PREFIX}echo", "arguments": {"text": "hello"}}
     direct_url = paths["direct"][0]
     direct: Client = await _Modern(direct_url).open()
     others = [name for name in paths if name != "direct"]
     turn = number % max(1, len(others))
     for name in ["direct", *others[turn:], *others[:turn]]:
         url, ticks = paths[name]
-        params = call if name == "direct" else via
+        params = CALL if name == "direct" else VIA
         client: Client = await _Modern(url, KEY).open()
         await sequential(client, "tools/call", params, 50, "result")
         d, g = [], []
         for _ in range(5):
-            d += await sequential(direct, "tools/call", call, args.calls // 5, "result")
+            d += await sequential(direct, "tools/call", CALL, args.calls // 5, "result")
             g += await sequential(client, "tools/call", params, args.calls // 5, "result")
         await client.close()
         before = ticks()
@@ -236,9 +198,11 @@ def main() -> None:
     # the floor proxies count their instructions on SIGUSR2, as `hop_profile.py` has Bastion's count
     path = [str(SITE), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     site = {"PYTHONPATH": os.pathsep.join(path), "BENCH_PROFILE_DIR": str(counted)}
+    floors: dict[str, tuple[str, int]] = {}  # name -> URL, pid
     for server in servers:
         proc, proxy_url = start_server(*env_argv, "--server", server, env={**os.environ, **site})
         procs.append(proc)
+        floors[f"floor proxy ({server})"] = (proxy_url, proc.pid)
         paths[f"floor proxy ({server})"] = (proxy_url, functools.partial(process_ticks, proc.pid))
     gateways = []
     try:
@@ -256,7 +220,7 @@ def main() -> None:
             print(f"round {number + 1}, load {os.getloadavg()[0]:.1f}: " + _line(measured), flush=True)
         _table(rounds, args)
         if args.bytecodes:
-            _count_bytecodes(args, paths, procs[1:], counted)
+            _count_bytecodes(args, floors, counted)
     finally:
         for gateway in gateways:
             gateway.stop()
@@ -265,19 +229,15 @@ def main() -> None:
         workdir.cleanup()
 
 
-def _count_bytecodes(
-    args: argparse.Namespace, paths: dict[str, tuple[str, Ticks]], proxies: list[subprocess.Popen[str]], out: Path
-) -> None:
+def _count_bytecodes(args: argparse.Namespace, floors: dict[str, tuple[str, int]], out: Path) -> None:
     """Each floor proxy's bytecode instructions per call over `--bytecodes` calls at `--clients`."""
-    via = {"name": f"{PREFIX}echo", "arguments": {"text": "hello"}}
-    floors = [(name, url) for name, (url, _) in paths.items() if name.startswith("floor")]
     print(f"\nbytecodes per call on the proxy's loop thread, over {args.bytecodes} calls (bytecode_counts.py)")
-    for (name, url), proc in zip(floors, proxies, strict=True):
-        os.kill(proc.pid, signal.SIGUSR2)
+    for name, (url, pid) in floors.items():
+        os.kill(pid, signal.SIGUSR2)
         time.sleep(0.2)
-        asyncio.run(concurrent(_opener(url), via, args.clients, args.bytecodes // args.clients))
-        os.kill(proc.pid, signal.SIGUSR2)
-        written = out / f"other-{proc.pid}.bytecodes.json"
+        asyncio.run(concurrent(_opener(url), VIA, args.clients, args.bytecodes // args.clients))
+        os.kill(pid, signal.SIGUSR2)
+        written = out / f"other-{pid}.bytecodes.json"
         for _ in range(100):
             if written.exists():
                 break
@@ -295,7 +255,7 @@ def _table(rounds: list[dict[str, dict[str, float]]], args: argparse.Namespace) 
     print(f"\nmedians of {len(rounds)} rounds; {args.clients} clients x {args.calls_each} calls for CPU and throughput")
     print(f"{'path':34} {'CPU µs/call':>12} {'added p50 ms':>13} {'calls/s':>9} {'vs direct':>10}")
     direct_rate = statistics.median(r["direct"]["rate"] for r in rounds)
-    for name in [name for name in rounds[0] if name == "direct"] + sorted(n for n in rounds[0] if n != "direct"):
+    for name in ["direct", *sorted(n for n in rounds[0] if n != "direct")]:
         cpu = statistics.median(r[name]["cpu"] for r in rounds)
         added = statistics.median(r[name]["added_p50"] for r in rounds)
         rate = statistics.median(r[name]["rate"] for r in rounds)
