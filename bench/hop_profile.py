@@ -15,7 +15,10 @@ shares). `--policy argument` adds a policy that reads the call's arguments (deci
 process's main thread executes per area over N more calls, and the functions that execute the most
 (SIGUSR2; tracing slows the traced code ~6x, so keep N small: a few hundred); `--ledger` groups them
 by the work or guarantee they serve (`bench/cost_ledger.py`). Unlike own time, these
-are exact and not inflated by the tracer: the ranking to read first when looking for the CPU.
+are exact and not inflated by the tracer. `--perf N` then samples each process with `perf record` over
+N more calls and prints where its CPU fell by shared object and by function: how much is the
+interpreter's own loop (`_PyEval_EvalFrameDefault`) and how much the object operations, allocations,
+extensions and kernel work it calls, which instruction counts do not weigh (needs `perf`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import pstats
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -132,6 +136,39 @@ def _report_bytecodes(path: Path, calls: int, top: int, grouped: bool) -> None:
             print(f"   {count:8,.0f} {count / total:4.0%}  {group}  (most: {largest})")
 
 
+def _sampled(services: dict[int, str], out: Path, load: Callable[[], None]) -> dict[str, Path]:
+    """`load` run with `perf record` sampling each service (every thread, 1,999 Hz); each one's data file."""
+    data = {f"{role}-{pid}": out / f"{role}-{pid}.perf.data" for pid, role in services.items()}
+    recorders = [
+        subprocess.Popen(
+            ["perf", "record", "-F", "1999", "-o", str(path), "-p", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, path in zip(services, data.values(), strict=True)
+    ]
+    time.sleep(1.0)  # perf attaches
+    load()
+    for recorder in recorders:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+    return data
+
+
+def _report_perf(process: str, data: Path, top: int) -> None:
+    """Where `process`'s samples fell: by shared object (the interpreter, the kernel, each extension), then
+    by symbol (the interpreter's own loop against the object operations it calls)."""
+    print(f"\n== {process}: CPU samples (perf)")
+    for sort, rows in (("dso", 12), ("sym", top)):
+        report = subprocess.run(
+            ["perf", "report", "-i", str(data), "--sort", sort, "--stdio"], capture_output=True, text=True
+        ).stdout
+        lines = [line for line in report.splitlines() if line.strip() and not line.startswith("#")]
+        print(f"   by {'shared object' if sort == 'dso' else 'function'}:")
+        for line in lines[:rows]:
+            print(f"   {line.strip()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -145,6 +182,7 @@ def main() -> None:
     )
     parser.add_argument("--bytecodes", type=int, default=0, help="then count bytecodes over this many calls")
     parser.add_argument("--ledger", action="store_true", help="and group them by what they buy (cost_ledger.py)")
+    parser.add_argument("--perf", type=int, default=0, help="then sample each process with perf over this many calls")
     args = parser.parse_args()
     upstream, url = start_upstream("http")
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,6 +211,10 @@ def main() -> None:
                     signal.SIGUSR2,
                     lambda: asyncio.run(_load(gateway.url, args.bytecodes, args.clients, "hello")),
                 )
+            if args.perf:
+                samples = _sampled(
+                    services, out, lambda: asyncio.run(_load(gateway.url, args.perf, args.clients, "hello"))
+                )
         finally:
             gateway.stop()
             upstream.terminate()
@@ -184,6 +226,9 @@ def main() -> None:
             _report(path, args.calls, args.top)
         for path in sorted(out.glob("*.bytecodes.json")):
             _report_bytecodes(path, args.bytecodes, args.top, args.ledger)
+        if args.perf:
+            for process, data in samples.items():
+                _report_perf(process, data, args.top)
         if args.keep:
             shutil.copytree(out, args.keep, dirs_exist_ok=True)
 
