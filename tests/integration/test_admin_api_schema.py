@@ -130,3 +130,23 @@ async def _fuzz_everything(admin: AdminService, owner_token: str, api: httpx.Asy
     # speed bar (it took over 90 s once on a 2-core machine at load 15)
     failures = await asyncio.wait_for(asyncio.to_thread(_fuzz, openapi, root, 12, owner_token), 600)
     assert not failures, "\n".join(failures[:10])
+
+
+async def test_a_path_the_router_cannot_hold_gets_the_404_every_such_operation_documents(
+    api: httpx.AsyncClient,
+) -> None:
+    # the fuzzing above draws such a path only now and then (schemathesis's strategies read the global
+    # `random`, so what a run draws depends on the tests before it): this is the case it once drew
+    openapi = (await api.get(api.base_url.join("/openapi.json"))).json()
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, operations in openapi["paths"].items()
+        if "{" in path
+        for method, operation in operations.items()
+        if "404" not in operation["responses"]
+    ]
+    assert not undocumented
+    for method, path in (("PUT", "/admin/v1/llm-models/a%0Ab"), ("GET", "/admin/v1/analytics/panels/a%2Fb")):
+        answer = await api.request(method, api.base_url.join(path), json={})
+        assert answer.status_code == 404, (path, answer.text)
+        assert answer.json()["error"] == "not_found", answer.text

@@ -93,7 +93,7 @@ _DESCRIPTIONS = {
     400: "A policy text that does not compile (`invalid_policy`): the message names the line of the first problem",
     401: "No credential, or not a valid one (unknown, expired or revoked token; ended session)",
     403: "The principal lacks the route's permission (named in `permission`), or a virtual key was sent",
-    404: "No such record",
+    404: "No such record, or a path the route cannot hold (a line break, or a `/` in a name that takes none)",
     409: "Already exists, or changed since it was read (stale `If-Match` or a concurrent write)",
     422: "Invalid request: the message and `detail` name the field",
     503: "NATS, or the service this route asks, unreachable",
