@@ -17,7 +17,6 @@ from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
 from starlette.exceptions import HTTPException
@@ -34,7 +33,7 @@ from .api import PREFIX, AdminStore, Authenticator, ChangeLog, admin_api
 from .api.access_routes import access_routes
 from .api.admin_route import bound_route, error_response
 from .api.audit_routes import audit_routes
-from .api.errors import AdminError, documented, needs
+from .api.errors import AdminError, needs
 from .api.registry_client import RegistryClient
 from .console import console_api, console_pages
 from .console.app_frames import AppFrames
@@ -119,16 +118,4 @@ def build_app(
         return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
 
     app.include_router(pages)
-    _document_unrouted_paths(app)
     return app
-
-
-def _document_unrouted_paths(app: FastAPI) -> None:
-    """Every operation with a path parameter documents 404, which the router answers (`_unrouted`).
-
-    For a path its pattern cannot hold, before the route runs: a line break in a `{name:path}`, a `/`
-    (sent as `%2F`) in any other parameter. A route that finds nothing under a name documents it
-    already; an upsert or a listing by name would otherwise answer a status its schema leaves out."""
-    for route in flat_routes(app.routes):
-        if isinstance(route, APIRoute) and route.param_convertors and 404 not in route.responses:
-            route.responses = {**route.responses, **documented(404)}

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from ..roles import AUTHENTICATED, PUBLIC
 from .auth import Authenticator
-from .errors import PERMISSION_KEY, AdminError, forbidden, invalid
+from .errors import PERMISSION_KEY, AdminError, documented, forbidden, invalid
 from .identity import CURRENT, Identity
 from .models import ErrorBody, field_errors
 from .tables import Conflict, NotFound
@@ -58,6 +58,12 @@ class AdminRoute(APIRoute):
     auth: Authenticator
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        responses = kwargs.get("responses") or {}
+        if "{" in path and 404 not in responses:
+            # the router answers 404 before the route runs for a path its pattern cannot hold (a line
+            # break in a `{name:path}`, a `/` sent as `%2F` in any other parameter: `app._unrouted`), so
+            # every operation with a path parameter documents it, an upsert or a lookup by name alike
+            kwargs["responses"] = {**responses, **documented(404)}
         super().__init__(path, endpoint, **kwargs)
         permission = (self.openapi_extra or {}).get(PERMISSION_KEY)
         if not isinstance(permission, str):
