@@ -138,15 +138,12 @@ def _report_bytecodes(path: Path, calls: int, top: int, grouped: bool) -> None:
 
 def _sampled(services: dict[int, str], out: Path, load: Callable[[], None]) -> dict[str, Path]:
     """`load` run with `perf record` sampling each service (every thread, 1,999 Hz); each one's data file."""
-    data = {f"{role}-{pid}": out / f"{role}-{pid}.perf.data" for pid, role in services.items()}
-    recorders = [
-        subprocess.Popen(
-            ["perf", "record", "-F", "1999", "-o", str(path), "-p", str(pid)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for pid, path in zip(services, data.values(), strict=True)
-    ]
+    data: dict[str, Path] = {}
+    recorders = []
+    for pid, role in services.items():
+        path = data[f"{role}-{pid}"] = out / f"{role}-{pid}.perf.data"
+        command = ["perf", "record", "-F", "1999", "-o", str(path), "-p", str(pid)]
+        recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1.0)  # perf attaches
     load()
     for recorder in recorders:
