@@ -10,9 +10,10 @@ from that user's session, `libs.common.contracts.user_catalogs`):
   `io.bastion/authorization` (`AUTHORIZATION_META`); calling one answers the caller's own link;
 - the caller names no user, or their session is unavailable: none of the server's entries.
 
-Kept in memory, bounded: each (server, user) listing (`max_listings`), dropped when an executor says it
-changed (`EXEC_USER_CATALOG_CHANGED`) or the shared catalog's revision moves on; each caller's merged
-view (`max_views`), rebuilt when any listing it was made of is replaced.
+Kept in memory, bounded: each (server, user) listing (`max_listings`; not a "needs_auth" one, `_NOT_KEPT`),
+dropped when an executor says it changed (`EXEC_USER_CATALOG_CHANGED`) or the shared catalog's
+revision moves on; each caller's merged view (`max_views`), rebuilt when any listing it was made of
+is replaced.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ __all__ = ["CallerView", "KeptListings", "UserCatalogs", "build_view", "entry_fo
 log = logging.getLogger(__name__)
 
 _KINDS = ("tools", "app_tools", "prompts", "resources", "templates")
+
+_NOT_KEPT = frozenset({"unavailable", "needs_auth"})
+"""Answers asked again on the next listing. "needs_auth": the user is about to authorize, and their
+listing must show it as soon as the oauth callback has answered them; the announcement that would
+drop a kept answer (`EXEC_USER_CATALOG_CHANGED`) crosses two services after that answer."""
 
 _revisions = itertools.count(-1, -1)
 """A view's revision is negative: the cached tools arrays it names (`tool_lists`) never share a name
@@ -231,7 +237,7 @@ class UserCatalogs:
             return kept
         drops = self.listings.drops
         answer = await self._ask(server, user)
-        if drops != self.listings.drops or answer.status == "unavailable":
+        if drops != self.listings.drops or answer.status in _NOT_KEPT:
             return 0, answer
         return self.listings.put(server, user, revision, answer), answer
 
