@@ -11,6 +11,7 @@ Then it checks what the README promises:
 - the banner comes (within `--within` seconds, the install included);
 - every URL it prints answers (HTTP below 500; `nats://` and `redis://` accept a connection);
 - no service restarted (the supervisor's lines on the terminal say "restarting");
+- every module of `services`, `libs` and `cli` has its bytecode, so no service compiles it at start;
 - with the README's demo key, `prompts/list` and `resources/list` name every example prompt and
   resource the README names, and a `tools/call` of the README's example call answers with its sum;
 - Ctrl-C (SIGINT to the process group, as a terminal sends it) stops everything within 30 s, and no
@@ -24,12 +25,14 @@ CI runs it after `./run test` (`.ci/run`). Plain HTTP JSON-RPC, so it needs only
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -253,6 +256,21 @@ def _started(clone: Path, readme: Readme, within: float, label: str) -> tuple[Te
     return terminal, banner_at
 
 
+def _uncompiled(clone: Path) -> list[str]:
+    """The modules under the clone's `services`, `libs` and `cli` whose bytecode file is missing or older
+    than their source: each service process would compile them again at every start, since neither
+    PYTHONDONTWRITEBYTECODE nor a service's box lets it write them (`./run`'s `compile_tree`)."""
+    stale = []
+    for source in sorted(p for folder in ("services", "libs", "cli") for p in (clone / folder).rglob("*.py")):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:16] if cached.is_file() else b""
+        stat = source.stat()
+        expected = importlib.util.MAGIC_NUMBER + bytes(4) + struct.pack("<II", int(stat.st_mtime), stat.st_size)
+        if header != expected:
+            stale.append(str(source.relative_to(clone)))
+    return stale
+
+
 def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
     checks = Checks()
     terminal, banner_at = _started(clone, readme, within, label)
@@ -272,6 +290,9 @@ def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
             _mcp(checks, mcp, readme)
         restarts = [line for _, line in terminal.lines if "restarting" in line]
         checks.check("no service restarted", "; ".join(restarts)[:1000] if restarts else None)
+        stale = _uncompiled(clone)
+        missing = f"{len(stale)} without, e.g. {stale[:3]}" if stale else None
+        checks.check("every module of the services has its bytecode", missing)
     finally:
         took = terminal.interrupt() if terminal.proc.poll() is None else 0.0
         stopped = f" (in {took:.1f}s)" if took else ""
