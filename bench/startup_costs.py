@@ -1,6 +1,6 @@
-"""What two things every service start and every upstream connection pay cost, before and after the
-2026-11-27 work: opening the audit store (the ClickHouse engine, chdb) and building an HTTP client's
-TLS context. docs/benchmarks.md, "Starting costs".
+"""What every service start and every upstream connection pay: opening the audit store (the ClickHouse
+engine, chdb) and building an HTTP client's TLS context, before and after the 2026-11-27 work, and a
+service's imports with and without the project's bytecode (2026-11-29). docs/benchmarks.md, "Starting costs".
 
     PYTHONPATH=$PWD .venv/bin/python bench/startup_costs.py [--rounds 7]
 
@@ -9,6 +9,10 @@ store ("fresh") and again on that same store ("existing"), two ways: every migra
 (`ALTER ... IF NOT EXISTS` for each of the 36, then the rollups) and as `ClickHouseStore.open` does
 now (only what the table lacks). CPU is the process's own (user + system) around the open alone.
 TLS: CPU per `httpx2.AsyncClient()` built with its own default context, and with the shared one.
+Imports: each service's module imported in a fresh process (CPU of the whole process, the interpreter's
+start included) from a copy of `services`, `libs` and `cli` with no bytecode, as a service found it
+under PYTHONDONTWRITEBYTECODE or in its box, and from the same copy after `compileall` (`./run`'s
+`compile_tree`); the installed packages' bytecode is there both times.
 This is a script, not a test: numbers are noisy.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +99,36 @@ def tls_clients(count: int = 100) -> dict[str, float]:
     return costs
 
 
+SERVICES = ("policy", "executor", "ingress", "audit", "admin", "oauth", "codemode")
+_IMPORT = (
+    "import os, sys; sys.path.insert(0, os.getcwd()); import services.{name}.service; "
+    "t = os.times(); print(t.user + t.system)"
+)
+
+
+def service_imports(root: Path, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Per service: CPU seconds of a process importing it, "source" (no bytecode) and "bytecode"."""
+    results: dict[str, dict[str, list[float]]] = {name: {"source": [], "bytecode": []} for name in SERVICES}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONPATH", None)
+    with tempfile.TemporaryDirectory() as folder:
+        for part in ("services", "libs", "cli"):
+            shutil.copytree(root / part, Path(folder, part), ignore=shutil.ignore_patterns("__pycache__"))
+        for way in ("source", "bytecode"):
+            if way == "bytecode":
+                subprocess.run(
+                    [sys.executable, "-m", "compileall", "-q", "services", "libs", "cli"], cwd=folder, check=True
+                )
+            for _ in range(rounds):
+                for name in SERVICES:
+                    code = _IMPORT.format(name=name)
+                    done = subprocess.run(
+                        [sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, check=True
+                    )
+                    results[name][way].append(float(done.stdout.strip().splitlines()[-1]))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -107,6 +142,13 @@ def main() -> None:
     print("httpx2.AsyncClient() built, CPU per client:")
     for name, ms in tls_clients().items():
         print(f"  {name:44} {ms:7.1f} ms")
+    print(f"a service's imports, CPU s of the process, median of {args.rounds}:")
+    print(f"  {'':12} {'no bytecode':>12} {'bytecode':>9}")
+    imports = service_imports(root, args.rounds)
+    for name, series in imports.items():
+        print(f"  {name:12} {statistics.median(series['source']):12.3f} {statistics.median(series['bytecode']):9.3f}")
+    total = {way: sum(statistics.median(series[way]) for series in imports.values()) for way in ("source", "bytecode")}
+    print(f"  {'all seven':12} {total['source']:12.3f} {total['bytecode']:9.3f}")
 
 
 if __name__ == "__main__":
