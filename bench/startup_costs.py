@@ -11,8 +11,8 @@ now (only what the table lacks). CPU is the process's own (user + system) around
 TLS: CPU per `httpx2.AsyncClient()` built with its own default context, and with the shared one.
 Imports: each service's module imported in a fresh process (CPU of the whole process, the interpreter's
 start included) from a copy of `services`, `libs` and `cli` with no bytecode, as a service found it
-under PYTHONDONTWRITEBYTECODE or in its box, and from the same copy after `compileall` (`./run`'s
-`compile_tree`); the installed packages' bytecode is there both times.
+under PYTHONDONTWRITEBYTECODE or in its box, and from the same copy after `compileall` (what
+`cli/bytecode.py` runs before `bastion up` starts them); the installed packages' bytecode is there both times.
 This is a script, not a test: numbers are noisy.
 """
 
@@ -99,7 +99,6 @@ def tls_clients(count: int = 100) -> dict[str, float]:
     return costs
 
 
-SERVICES = ("policy", "executor", "ingress", "audit", "admin", "oauth", "codemode")
 _IMPORT = (
     "import os, sys; sys.path.insert(0, os.getcwd()); import services.{name}.service; "
     "t = os.times(); print(t.user + t.system)"
@@ -108,17 +107,18 @@ _IMPORT = (
 
 def service_imports(root: Path, rounds: int) -> dict[str, dict[str, list[float]]]:
     """Per service: CPU seconds of a process importing it, "source" (no bytecode) and "bytecode"."""
+    from cli.bytecode import PACKAGES
+    from cli.layout import SERVICES
+
     results: dict[str, dict[str, list[float]]] = {name: {"source": [], "bytecode": []} for name in SERVICES}
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTHONPATH", None)
     with tempfile.TemporaryDirectory() as folder:
-        for part in ("services", "libs", "cli"):
+        for part in PACKAGES:
             shutil.copytree(root / part, Path(folder, part), ignore=shutil.ignore_patterns("__pycache__"))
         for way in ("source", "bytecode"):
             if way == "bytecode":
-                subprocess.run(
-                    [sys.executable, "-m", "compileall", "-q", "services", "libs", "cli"], cwd=folder, check=True
-                )
+                subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], cwd=folder, check=True)
             for _ in range(rounds):
                 for name in SERVICES:
                     code = _IMPORT.format(name=name)
@@ -148,7 +148,7 @@ def main() -> None:
     for name, series in imports.items():
         print(f"  {name:12} {statistics.median(series['source']):12.3f} {statistics.median(series['bytecode']):9.3f}")
     total = {way: sum(statistics.median(series[way]) for series in imports.values()) for way in ("source", "bytecode")}
-    print(f"  {'all seven':12} {total['source']:12.3f} {total['bytecode']:9.3f}")
+    print(f"  {'all':12} {total['source']:12.3f} {total['bytecode']:9.3f}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from libs.common.settings.config_file import load_config
 
 from .admin_owner import local_owner_token
 from .apply import apply_config, key_records
+from .bytecode import compile_packages
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
 from .invocation import cli_command, data_dir_flag
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
@@ -435,6 +436,7 @@ def run_up(
         return 2
 
     set_child_subreaper()
+    compile_packages()  # before the umask: bytecode files take their source's mode, as Python writes them
     os.umask(PRIVATE_UMASK)  # logs, stores, the ClickHouse files: everything the stack writes is private
     checked = hold_addresses([(ep.host, ep.port), (ep.admin_host, ep.admin_port)])
     with StopSignals() as stop:

@@ -44,6 +44,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cli.bytecode import PACKAGES
+
 ROOT = Path(__file__).resolve().parents[2]
 STOP_WITHIN = 30.0
 BANNER_END = "Ctrl-C to stop"
@@ -257,11 +259,12 @@ def _started(clone: Path, readme: Readme, within: float, label: str) -> tuple[Te
 
 
 def _uncompiled(clone: Path) -> list[str]:
-    """The modules under the clone's `services`, `libs` and `cli` whose bytecode file is missing or older
-    than their source: each service process would compile them again at every start, since neither
-    PYTHONDONTWRITEBYTECODE nor a service's box lets it write them (`./run`'s `compile_tree`)."""
+    """The modules of the clone's `PACKAGES` whose bytecode file is missing or older than their source.
+
+    Each service process would compile them again at every start, since neither PYTHONDONTWRITEBYTECODE
+    nor a service's box lets it write them (`cli/bytecode.py`, run by `bastion up`)."""
     stale = []
-    for source in sorted(p for folder in ("services", "libs", "cli") for p in (clone / folder).rglob("*.py")):
+    for source in sorted(p for folder in PACKAGES for p in (clone / folder).rglob("*.py")):
         cached = Path(importlib.util.cache_from_source(str(source)))
         header = cached.read_bytes()[:16] if cached.is_file() else b""
         stat = source.stat()

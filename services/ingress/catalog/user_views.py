@@ -10,7 +10,7 @@ from that user's session, `libs.common.contracts.user_catalogs`):
   `io.bastion/authorization` (`AUTHORIZATION_META`); calling one answers the caller's own link;
 - the caller names no user, or their session is unavailable: none of the server's entries.
 
-Kept in memory, bounded: each (server, user) listing (`max_listings`; not a "needs_auth" one, `_NOT_KEPT`),
+Kept in memory, bounded: each (server, user) listing (`max_listings`; not one in `_NOT_KEPT`),
 dropped when an executor says it changed (`EXEC_USER_CATALOG_CHANGED`) or the shared catalog's
 revision moves on; each caller's merged view (`max_views`), rebuilt when any listing it was made of
 is replaced.
