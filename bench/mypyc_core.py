@@ -110,10 +110,13 @@ EDITS = (
         "class CallPath:",
         "def _outcome_of(call: Call) -> CallOutcome | None:\n    return call.outcome\n\n\nclass CallPath:",
     ),
-    # a compiled class body cannot name its own attributes
+    # a compiled class body cannot name its own attributes: the set is written twice, and the text
+    # matched holds both lines, so a change of the set stops the build instead of compiling a stale copy
     (
         "services/executor/call_path/behind.py",
+        '    _NAMING = frozenset({"tools/call", "resources/read", "skills/get"})\n'
         "    methods: ClassVar[frozenset[str]] = _NAMING",
+        '    _NAMING = frozenset({"tools/call", "resources/read", "skills/get"})\n'
         '    methods: ClassVar[frozenset[str]] = frozenset({"tools/call", "resources/read", "skills/get"})',
     ),
 )
