@@ -15,6 +15,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
+from libs.common.bus.nats import kv_keys
 from libs.common.contracts import subjects
 from libs.common.contracts.admin_principals import token_digest
 from libs.common.contracts.messages import AuditEvent, audit_events
@@ -121,7 +122,7 @@ async def test_tokens_are_hashes_shown_once_and_expire_rotate_and_revoke(
         nc = await nats.connect(nats_url)
         try:
             kv = await nc.jetstream().key_value(subjects.KV_ADMIN)
-            stored = [bytes((await kv.get(key)).value or b"") for key in await kv.keys()]
+            stored = [bytes((await kv.get(key)).value or b"") for key in await kv_keys(kv)]
         finally:
             await nc.close()
         assert stored and not any(ci.encode() in value or owner_token.encode() in value for value in stored)

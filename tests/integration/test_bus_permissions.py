@@ -22,7 +22,7 @@ from nats.js.api import ConsumerConfig
 
 from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats
-from libs.common.bus.nats import credentials, kv_bucket, processed
+from libs.common.bus.nats import credentials, kv_bucket, kv_keys, processed
 from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
 from libs.common.bus.stores import declare_owned
 from libs.common.bus.work_signing import WorkSigner
@@ -371,7 +371,7 @@ async def test_another_roles_credentials_cannot_run_a_tool_or_grant_a_key(
             await violations.wait_for("publish", f"{s.KV_ROOT}.{s.KV_KEYS}.forged")
             readable = await ingress.jetstream().key_value(s.KV_KEYS)
             assert (await readable.get("legit")).value == b"by admin"  # ingress still reads keys
-        assert await keys.keys() == ["legit"]
+        assert await kv_keys(keys) == ["legit"]
 
 
 class LogEvent(logging.Handler):

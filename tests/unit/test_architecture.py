@@ -324,3 +324,31 @@ def test_the_send_path_check_finds_a_planted_lambda_and_recursion():
         "        return await self.rejoin.sending(lambda: self.once(m))\n"
     )
     assert _send_path_faults(planted) == ["line 3: once calls itself", "line 5: a lambda"]
+
+
+def _awaited_keys_listings(source: str) -> list[int]:
+    """Lines that await a bare `.keys()`: a nats-py `KeyValue`'s (Redis's `KEYS` takes its pattern)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Await)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr == "keys"
+        and not node.value.args
+    ]
+
+
+def test_no_code_lists_a_bucket_through_the_watcher():
+    """`KeyValue.keys()` can answer a full bucket as empty under load (its watcher's race, told in
+    `libs.common.bus.nats.kv_names`); listings go through `kv_keys` / `kv_names`, in tests too."""
+    found = []
+    for folder in ("services", "libs", "cli", "tests", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            found += [f"{path.relative_to(ROOT)}:{line}" for line in _awaited_keys_listings(path.read_text())]
+    assert found == [], f"these list a bucket with KeyValue.keys(); use kv_keys: {found}"
+
+
+def test_the_watcher_listing_check_finds_a_planted_call():
+    planted = "async def f(kv, d, r):\n    names = d.keys(), await r.keys('p:*')\n    return await kv.keys(), names\n"
+    assert _awaited_keys_listings(planted) == [3]

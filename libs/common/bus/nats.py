@@ -230,26 +230,26 @@ async def kv_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
         )
 
 
-async def kv_names(js: JetStreamContext, bucket: str) -> list[str]:
-    """The keys that currently hold a value in `bucket`.
+async def kv_names(js: JetStreamContext, bucket: str, under: str = "") -> list[str]:
+    """The keys written in `bucket` (those starting with `under`, a prefix ending in a dot).
 
-    Read from the stream's per-subject state, not `KeyValue.keys()`: nats-py's watcher decides
-    "nothing pending" from a consumer-info call that races the first deliveries, so under load
-    `keys()` can answer an empty list for a full bucket. A key whose last write is a delete or
-    purge marker still has a subject; the caller's `get` raises `KeyNotFoundError` for it.
+    Read from the stream's per-subject state, not `KeyValue.keys()` or a watch: nats-py's watcher
+    decides "nothing pending" from a consumer-info call that races the first deliveries, so under
+    load it can answer an empty list for a full bucket. A key whose last write is a delete or purge
+    marker still has a subject; the caller's `get` raises `KeyNotFoundError` for it.
     """
     prefix = f"{subjects.KV_ROOT}.{bucket}."
-    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}{under}>")
     return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
 
 
-async def kv_keys(kv: KeyValue) -> list[str]:
+async def kv_keys(kv: KeyValue, under: str = "") -> list[str]:
     """`kv_names` for a bucket handle.
 
     Where only the handle is at hand. nats-py keeps the context and bucket name a handle was made from in
     private attributes (`KeyValue.__init__`, stable across 2.x, which pyproject pins); reading them beats
     `kv.keys()`, whose race `kv_names` explains."""
-    return await kv_names(kv._js, kv._name)
+    return await kv_names(kv._js, kv._name, under)
 
 
 async def kv_snapshot(js: JetStreamContext, bucket: str) -> dict[str, KeyValue.Entry]:

@@ -20,10 +20,11 @@ import secrets
 import time
 from typing import Final, Literal
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, ValidationError
 
+from libs.common.bus.nats import kv_keys
 from libs.common.contracts.messages_audit import AuditEvent
 
 __all__ = [
@@ -155,8 +156,8 @@ async def _update(kv: KeyValue, record: ApprovalRecord, revision: int) -> None:
 async def list_records(kv: KeyValue) -> list[ApprovalRecord]:
     """Every record, pending ones past their expiry shown as expired, newest first."""
     try:
-        keys = await kv.keys()
-    except (NoKeysError, NotFoundError):  # nothing parked yet, or no policy service created the bucket yet
+        keys = await kv_keys(kv)
+    except NotFoundError:  # no policy service created the bucket yet
         return []
     records: list[ApprovalRecord] = []
     now = time.time()
@@ -231,8 +232,8 @@ async def expire_due(kv: KeyValue) -> list[tuple[ApprovalRecord, ApprovalRecord]
     record)."""
     moved: list[tuple[ApprovalRecord, ApprovalRecord]] = []
     try:
-        keys = await kv.keys()
-    except (NoKeysError, NotFoundError):  # nothing parked yet, or no policy service created the bucket yet
+        keys = await kv_keys(kv)
+    except NotFoundError:  # no policy service created the bucket yet
         return moved
     now = time.time()
     for key in keys:

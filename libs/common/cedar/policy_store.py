@@ -8,10 +8,11 @@ compile never reaches the policy service.
 
 from __future__ import annotations
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from libs.common.bus.nats import kv_keys
 from libs.common.cedar.cedar_policies import (
     ACTIVE_KEY,
     VERSION_PREFIX,
@@ -56,8 +57,8 @@ async def read_version(kv: KeyValue, version: int) -> PolicyVersion | None:
 async def read_versions(kv: KeyValue) -> list[PolicyVersion]:
     """Every stored version, newest first."""
     try:
-        keys = await kv.keys()
-    except NoKeysError:
+        keys = await kv_keys(kv)
+    except NotFoundError:  # no policy service created the bucket yet
         return []
     suffixes = (k.removeprefix(VERSION_PREFIX) for k in keys if k.startswith(VERSION_PREFIX))
     numbers = sorted((int(n) for n in suffixes if n.isdigit()), reverse=True)

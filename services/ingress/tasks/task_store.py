@@ -17,6 +17,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from libs.common.bus.nats import kv_keys
 from libs.common.contracts.gateway_tasks import TERMINAL, TaskRecord, owner_prefix, task_key
 
 __all__ = ["TaskLimits", "TaskStore", "TooManyTasks"]
@@ -108,14 +109,5 @@ class TaskStore:
         return sorted(records, key=lambda r: r.created_at)
 
     async def _keys(self, key_id: str) -> list[str]:
-        """The caller's keys, read from its own subjects only (`KeyValue.keys` watches the whole bucket)."""
-        watcher = await self.kv.watch(f"{owner_prefix(key_id)}.>", ignore_deletes=True, meta_only=True)
-        keys: list[str] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what the bucket holds now
-                    break
-                keys.append(entry.key)
-        finally:
-            await watcher.stop()
-        return keys
+        """The caller's keys, read from its own subjects only (not every key of the bucket)."""
+        return await kv_keys(self.kv, under=f"{owner_prefix(key_id)}.")
