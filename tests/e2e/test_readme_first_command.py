@@ -1,7 +1,8 @@
 """The README's first command as a new user meets it, run by the suite itself: `readme_up.py`
 (tests/first_hour) clones this tree's committed HEAD into a fresh folder, runs the `./run up` line it
 reads from README.md (only `--port` and `--admin-port` added), and checks the banner, every URL it
-prints, the README's key, that no service restarted, and Ctrl-C. It runs as a process of its own, in
+prints, the README's key, its Python example, its config check and second-terminal lines as typed, that
+no service restarted, and Ctrl-C. It runs as a process of its own, in
 an environment without the suite's `BASTION_*` and pytest variables, as a user's shell would have."""
 
 from __future__ import annotations

@@ -14,17 +14,26 @@ Then it checks what the README promises:
 - every module of `services`, `libs` and `cli` has its bytecode, so no service compiles it at start;
 - with the README's demo key, `prompts/list` and `resources/list` name every example prompt and
   resource the README names, and a `tools/call` of the README's example call answers with its sum;
+- the README's Python example, as printed (its URL given the port the banner printed), run with
+  `.venv/bin/python` as the README says, lists the tools and prints the sum;
+- the README's minimal config passes `./run config check` as typed once its `${VAR}` and `key_env`
+  variables are set, and without them fails naming one;
+- every line of the README's "manage it from a second terminal" block, typed into a shell in the
+  clone, succeeds: the key it creates lists what its grants name, and is refused once revoked; the
+  export writes JSON lines; `audit tail -f` follows (stopped after its first lines);
 - Ctrl-C (SIGINT to the process group, as a terminal sends it) stops everything within 30 s, and no
   process is left that runs from the clone.
 
-`--twice` starts it a second time from the same clone (the warm start) and checks the same. It prints
-one PASS/FAIL line per check and the time from the command to the banner; exits 1 on any failure.
-CI runs it after `./run test` (`.ci/run`). Plain HTTP JSON-RPC, so it needs only `httpx`.
+`--twice` starts it a second time from the same clone (the warm start) and checks the same, but for
+the README's example, config and second-terminal lines. It prints one PASS/FAIL line per check and
+the time from the command to the banner; exits 1 on any failure. The suite runs it
+(`tests/e2e/test_readme_first_command.py`). Plain HTTP JSON-RPC, so it needs only `httpx`.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib.util
 import json
 import os
@@ -65,10 +74,27 @@ class Readme:
         self.tool, self.arguments = call.group(1), call.group(2)
         self.prompts = re.findall(r"`([^`]+)`", _found(r"prompts\s+\(([^)]*)\)", text, "the example prompts"))
         self.resources = re.findall(r"`([^`]+)`", _found(r"resources\s+\(([^)]*)\)", text, "the example resources"))
+        self.example = _found(
+            r"\*\*Python \(official `mcp` SDK\)\*\*.*?```python\n(.*?)```", text, "the Python example"
+        )
+        self.example_url = _found(r'streamable_http_client\("([^"]+)"', self.example, "the example's URL")
+        configure = text[text.index("## Configure your own servers") :]
+        self.config = _found(r"```yaml\n(.*?)```", configure, "the minimal config")
+        self.config_check = _found(r"^(\./run config check \S+)", configure, "`./run config check`")
+        block = _found(
+            r"manage it from a second terminal.*?```bash\n(.*?)```", configure, "the second terminal's block"
+        )
+        self.second_terminal = [_COMMENT.sub("", line).strip() for line in block.splitlines() if line.strip()]
+        run = _found(r"\(`(\.venv/bin/python\s+\S+\.py)`", text, "how to run the Python example")
+        self.example_run = " ".join(run.split())  # the README wraps it
+
+
+_COMMENT = re.compile(r"\s+#\s.*$")
+"""A shell comment after a command, as the README's blocks write them (`  # what it does`)."""
 
 
 def _found(pattern: str, text: str, what: str) -> str:
-    match = re.search(pattern, text)
+    match = re.search(pattern, text, re.S | re.M)
     assert match, f"README.md no longer shows {what} ({pattern})"
     return match.group(1)
 
@@ -79,16 +105,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def user_env() -> dict[str, str]:
+    """A user's shell: none of Bastion's settings, no virtualenv or Python variables of the caller."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "VIRTUAL_ENV", "PYTHON"))}
+
+
 class Terminal:
     """The command in a process group of its own, its output read line by line as a terminal shows it."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
         self.started = time.monotonic()
         self.lines: list[tuple[float, str]] = []
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "VIRTUAL_ENV", "PYTHON"))}
         self.proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
+            argv, cwd=cwd, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -234,6 +265,148 @@ def _mcp(checks: Checks, url: str, readme: Readme) -> None:
     checks.attempt(f"tools/call {readme.tool} {readme.arguments}", call)
 
 
+def typed(line: str, clone: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`line` typed into a shell in the clone: its exit status and what it printed."""
+    done = subprocess.run(
+        ["bash", "-c", line], cwd=clone, env=env or user_env(), capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def _failed(status: int, output: str) -> str | None:
+    return f"exit {status}: {output[-800:]}" if status or "Traceback" in output else None
+
+
+def _example(clone: Path, readme: Readme, mcp_url: str) -> str | None:
+    """The Python example as printed, pointed at the port the banner printed, run as the README says."""
+    (clone / readme.example_run.split()[-1]).write_text(readme.example.replace(readme.example_url, mcp_url))
+    status, output = typed(readme.example_run, clone)
+    total = sum(json.loads(readme.arguments).values())
+    if _failed(status, output) or readme.tool not in output or f"text='{total}'" not in output:
+        return f"exit {status}, expected {readme.tool} listed and text='{total}': {output[-800:]}"
+    return None
+
+
+def _config_check(clone: Path, readme: Readme) -> str | None:
+    """The README's minimal config, checked as typed: valid with its variables set, refused naming one without."""
+    (clone / readme.config_check.split()[-1]).write_text(readme.config)
+    needed = re.findall(r"\$\{(\w+)\}", readme.config) + re.findall(r"key_env:\s*(\w+)", readme.config)
+    without = {k: v for k, v in user_env().items() if k not in needed}
+    status, output = typed(
+        readme.config_check, clone, {**without, **{n: f"bk_readme_{n.lower()}_{'0' * 24}" for n in needed}}
+    )
+    if _failed(status, output) or "is valid" not in output:
+        return f"with {needed} set: {_failed(status, output) or output[-800:]}"
+    status, output = typed(readme.config_check, clone, without)
+    if status == 0 or "Traceback" in output or not any(name in output for name in needed):
+        return f"without {needed}, expected a refusal naming one: exit {status}: {output[-800:]}"
+    return None
+
+
+_FOLLOWS = re.compile(r"\s-f(\s|$)")
+FOLLOW_FOR = 5.0
+"""Seconds a following command (`audit tail -f`) runs before it is stopped, as a user's Ctrl-C would."""
+
+
+def _followed(line: str, clone: Path) -> str | None:
+    """None when a following command printed lines and was still following when stopped."""
+    proc = subprocess.Popen(
+        ["bash", "-c", line], cwd=clone, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(FOLLOW_FOR)
+    following = proc.poll() is None
+    if following:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        output = proc.communicate(timeout=STOP_WITHIN)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return f"did not stop within {STOP_WITHIN:g}s of Ctrl-C"
+    if not following:
+        return f"stopped by itself (exit {proc.returncode}): {output[-800:]}"
+    return None if output.strip() and "Traceback" not in output else f"printed: {output[-800:]!r}"
+
+
+class SecondTerminal:
+    """The README's second-terminal lines, typed one after another, each held to what it promises."""
+
+    def __init__(self, clone: Path, readme: Readme, mcp_url: str) -> None:
+        self.clone, self.readme, self.mcp_url = clone, readme, mcp_url
+        self.secret = ""
+
+    def run(self, checks: Checks) -> None:
+        for line in self.readme.second_terminal:
+            if _FOLLOWS.search(line):
+                checks.attempt(f"typed: {line}", lambda line=line: _followed(line, self.clone))
+            else:
+                checks.attempt(f"typed: {line}", lambda line=line: self.line(line))
+
+    def line(self, line: str) -> str | None:
+        status, output = typed(line, self.clone)
+        if _failed(status, output):
+            return _failed(status, output)
+        if " keys create " in f" {line} ":
+            return self._created(line, output)
+        if " keys revoke " in f" {line} ":
+            return self._revoked()
+        if ">" in line:
+            return self._exported(line)
+        return None
+
+    def _created(self, line: str, output: str) -> str | None:
+        """The secret printed once lists the tools the line's grants name, and nothing else."""
+        self.secret = _found(r"^(bk_\S+)$", output, "a printed secret")
+        grants = [g.replace("/", "__", 1) for g in re.findall(r"--grant '([^']+)'", line)]
+        everything = _tool_names(McpClient(self.mcp_url, self.readme.key))
+        expected = {name for name in everything if any(fnmatch.fnmatchcase(name, g) for g in grants)}
+        listed = _tool_names(McpClient(self.mcp_url, self.secret))
+        return (
+            None
+            if expected and listed == expected
+            else f"the new key lists {sorted(listed)}, expected {sorted(expected)}"
+        )
+
+    def _revoked(self) -> str | None:
+        """The revoked key is refused (the README says within a second; polled, never timed)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                McpClient(self.mcp_url, self.secret).start()
+            except httpx.HTTPStatusError as exc:
+                return None if exc.response.status_code == 401 else f"answered HTTP {exc.response.status_code}"
+            time.sleep(0.2)
+        return "the revoked key still initializes after 30 s"
+
+    def _exported(self, line: str) -> str | None:
+        """The file holds JSON lines, the README's own tool call among them (polled: the audit writer batches)."""
+        target = self.clone / line.rsplit(">", 1)[1].strip()
+        deadline = time.monotonic() + 60
+        while True:
+            events = [json.loads(text) for text in target.read_text().splitlines()]
+            if any(e.get("kind") == "tool_call" and e.get("name") == self.readme.tool for e in events):
+                return None
+            if time.monotonic() > deadline:
+                return f"{len(events)} event(s), none the call of {self.readme.tool}"
+            time.sleep(1.0)
+            status, output = typed(line, self.clone)
+            if _failed(status, output):
+                return _failed(status, output)
+
+
+def _tool_names(client: McpClient) -> set[str]:
+    client.start()
+    return {t["name"] for t in client.request("tools/list", {})["tools"]}  # type: ignore[index]
+
+
+def as_a_new_user(checks: Checks, clone: Path, readme: Readme, mcp_url: str) -> None:
+    """What the README tells a new user to type once the gateway is up, beside the first command."""
+    checks.attempt(f"the Python example, run as `{readme.example_run}`", lambda: _example(clone, readme, mcp_url))
+    checks.attempt(f"the minimal config, `{readme.config_check}`", lambda: _config_check(clone, readme))
+    SecondTerminal(clone, readme, mcp_url).run(checks)
+
+
 PORT_TAKEN = "it is already in use; pick another with"
 """What `bastion up` says when a port it was given is taken (`cli.up.port_problem`)."""
 _PORT_TRIES = 3
@@ -274,7 +447,7 @@ def _uncompiled(clone: Path) -> list[str]:
     return stale
 
 
-def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
+def one_start(clone: Path, readme: Readme, within: float, label: str, first: bool = True) -> Checks:
     checks = Checks()
     terminal, banner_at = _started(clone, readme, within, label)
     try:
@@ -291,6 +464,8 @@ def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
         mcp = next((u for u in urls if u.endswith("/mcp")), None)
         if mcp:
             _mcp(checks, mcp, readme)
+            if first:
+                as_a_new_user(checks, clone, readme, mcp)
         restarts = [line for _, line in terminal.lines if "restarting" in line]
         checks.check("no service restarted", "; ".join(restarts)[:1000] if restarts else None)
         stale = _uncompiled(clone)
@@ -326,8 +501,9 @@ def main() -> int:
     subprocess.run(["git", "clone", "--quiet", str(args.source), str(clone)], check=True)
     failed: list[str] = []
     try:
-        for label in ["first start (installs .venv)", *(["second start"] if args.twice else [])]:
-            failed += one_start(clone, readme, args.within, label).failed
+        starts = ["first start (installs .venv)", *(["second start"] if args.twice else [])]
+        for number, label in enumerate(starts):
+            failed += one_start(clone, readme, args.within, label, first=number == 0).failed
     finally:
         if not args.keep:
             subprocess.run(["rm", "-rf", str(folder)], check=False)
