@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -239,8 +240,18 @@ async def kv_names(js: JetStreamContext, bucket: str, under: str = "") -> list[s
     marker still has a subject; the caller's `get` raises `KeyNotFoundError` for it.
     """
     prefix = f"{subjects.KV_ROOT}.{bucket}."
-    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}{under}>")
-    return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
+    asked = f"{js._prefix}.STREAM.INFO.{subjects.kv_stream(bucket)}"
+    names: set[str] = set()
+    while True:
+        # page by page: the server sends 100,000 subjects a page, and nats-py's `stream_info` reads
+        # only the first (a bucket past that would lose keys from every listing, silently)
+        request = json.dumps({"subjects_filter": f"{prefix}{under}>", "offset": len(names)}).encode()
+        page = await js._api_request(asked, request, timeout=js._timeout)
+        found = (page.get("state") or {}).get("subjects") or {}
+        before = len(names)
+        names.update(subject[len(prefix) :] for subject in found)
+        if len(names) == before or len(names) >= page.get("total", 0):
+            return sorted(names)
 
 
 async def kv_keys(kv: KeyValue, under: str = "") -> list[str]:
