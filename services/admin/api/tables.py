@@ -19,7 +19,7 @@ from nats.js.errors import APIError, InvalidKeyError, KeyNotFoundError, KeyWrong
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from libs.common.bus.nats import kv_bucket
+from libs.common.bus.nats import kv_bucket, kv_names
 
 from .changes import ChangeLog
 
@@ -134,16 +134,13 @@ class Table(Generic[M]):
     async def list(self) -> list[tuple[str, Versioned[M]]]:
         """(id, record) of every current, well-formed record.
 
-        Keys come from the bucket's stream (its per-subject state), then each is read. A KV watch
-        would be one pass, but nats-py's watch can report "no more values" before delivering one
-        that was already on its way (it races consumer info against delivery), which made a list
-        right after a create come back empty now and then."""
+        Keys come from the bucket's stream (`kv_names`: its per-subject state, every page), then each
+        is read. A KV watch would be one pass, but nats-py's watch can report "no more values" before
+        delivering one that was already on its way, which made a list right after a create come back
+        empty now and then."""
         kv = await self._buckets.get(self.bucket)
-        root = f"$KV.{self.bucket}."
-        info = await self._buckets.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{root}{self.prefix}>")
         found: list[tuple[str, Versioned[M]]] = []
-        for subject in sorted((info.state.subjects or {}) if info.state else {}):
-            key = subject[len(root) :]
+        for key in await kv_names(self._buckets.js, self.bucket, under=self.prefix):
             if self._reserved is not None and key.startswith(self._reserved):
                 continue
             try:
