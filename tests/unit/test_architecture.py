@@ -326,29 +326,42 @@ def test_the_send_path_check_finds_a_planted_lambda_and_recursion():
     assert _send_path_faults(planted) == ["line 3: once calls itself", "line 5: a lambda"]
 
 
-def _awaited_keys_listings(source: str) -> list[int]:
-    """Lines that await a bare `.keys()`: a nats-py `KeyValue`'s (Redis's `KEYS` takes its pattern)."""
-    return [
-        node.lineno
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Await)
-        and isinstance(node.value, ast.Call)
-        and isinstance(node.value.func, ast.Attribute)
-        and node.value.func.attr == "keys"
-        and not node.value.args
-    ]
+def _partial_listings(source: str) -> list[int]:
+    """Lines that list a bucket in a way that can come back short.
+
+    A bare awaited `.keys()` (a nats-py `KeyValue`'s, whose watcher races; Redis's `KEYS` takes its
+    pattern), or a `stream_info(..., subjects_filter=...)` (nats-py reads only the first of the
+    server's 100,000-subject pages), unless its line says `# one page is enough` (a check for none)."""
+    lines = []
+    text = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        call = node.value if isinstance(node, ast.Await) else None
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        if call.func.attr == "keys" and not call.args and not call.keywords:
+            lines.append(node.lineno)
+        elif call.func.attr == "stream_info" and any(k.arg == "subjects_filter" for k in call.keywords):
+            if not any("# one page is enough" in line for line in text[node.lineno - 1 : node.end_lineno]):
+                lines.append(node.lineno)
+    return lines
 
 
-def test_no_code_lists_a_bucket_through_the_watcher():
-    """`KeyValue.keys()` can answer a full bucket as empty under load (its watcher's race, told in
-    `libs.common.bus.nats.kv_names`); listings go through `kv_keys` / `kv_names`, in tests too."""
+def test_no_code_lists_a_bucket_but_through_kv_names():
+    """Bucket listings go through `libs.common.bus.nats.kv_names` / `kv_keys` (every page, no watcher),
+    in tests too."""
     found = []
     for folder in ("services", "libs", "cli", "tests", "bench"):
         for path in (ROOT / folder).rglob("*.py"):
-            found += [f"{path.relative_to(ROOT)}:{line}" for line in _awaited_keys_listings(path.read_text())]
-    assert found == [], f"these list a bucket with KeyValue.keys(); use kv_keys: {found}"
+            found += [f"{path.relative_to(ROOT)}:{line}" for line in _partial_listings(path.read_text())]
+    assert found == [], f"these list a bucket in a way that can come back short; use kv_keys: {found}"
 
 
-def test_the_watcher_listing_check_finds_a_planted_call():
-    planted = "async def f(kv, d, r):\n    names = d.keys(), await r.keys('p:*')\n    return await kv.keys(), names\n"
-    assert _awaited_keys_listings(planted) == [3]
+def test_the_listing_check_finds_planted_calls():
+    planted = (
+        "async def f(kv, d, r, js):\n"
+        "    names = d.keys(), await r.keys('p:*')\n"
+        "    info = await js.stream_info('KV_x', subjects_filter='$KV.x.>')\n"
+        "    some = await js.stream_info('O_x', subjects_filter='>')  # one page is enough\n"
+        "    return await kv.keys(), names, info, some\n"
+    )
+    assert _partial_listings(planted) == [3, 5]
