@@ -10,7 +10,7 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
-from libs.common.bus.nats import kv_keys, kv_names
+from libs.common.bus.nats import kv_entries, kv_keys, kv_names
 from libs.common.contracts import subjects
 
 pytestmark = pytest.mark.integration
@@ -46,5 +46,21 @@ async def test_a_deleted_key_keeps_its_name_and_a_missing_bucket_is_not_found(na
         assert await kv_keys(kv) == ["a", "b"]
         with pytest.raises(NotFoundError):
             await kv_names(nc.jetstream(), "never-made")
+    finally:
+        await nc.close()
+
+
+async def test_entries_are_read_in_the_order_asked_leaving_out_deleted_ones(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await nc.jetstream().create_key_value(bucket="read")
+        for i in range(300):  # more than the reads kept in flight: every reader takes several
+            await kv.put(f"k.{i:03d}", str(i).encode())
+        await kv.delete("k.007")
+        names = [*reversed(await kv_keys(kv)), "k.never-written"]
+        entries = await kv_entries(kv, names)
+        assert list(entries) == [n for n in names if n not in ("k.007", "k.never-written")]
+        assert all(entry.value == str(int(name[2:])).encode() for name, entry in entries.items())
+        assert await kv_entries(kv, []) == {}
     finally:
         await nc.close()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.client import Client as NATS
 from nats.aio.client import ReconnectToServerHandler, Server
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, InvalidKeyError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from libs.common.bus import local_lane
@@ -36,6 +36,8 @@ __all__ = [
     "credentials",
     "drain_or_close",
     "kv_bucket",
+    "kv_entries",
+    "kv_keys",
     "kv_names",
     "kv_snapshot",
     "processed",
@@ -263,16 +265,30 @@ async def kv_keys(kv: KeyValue, under: str = "") -> list[str]:
     return await kv_names(kv._js, kv._name, under)
 
 
+KV_READS_IN_FLIGHT = 32
+"""Reads `kv_entries` keeps waiting at once: a round trip each, overlapped (one after another, 10,000
+records took 2.9 s here; the server answers them in parallel)."""
+
+
+async def kv_entries(kv: KeyValue, names: list[str]) -> dict[str, KeyValue.Entry]:
+    """The current entry of each of `names` that holds a value, in their order (deleted ones left out)."""
+    found: list[KeyValue.Entry | None] = [None] * len(names)
+    next_index = iter(range(len(names)))
+
+    async def reader() -> None:
+        for i in next_index:  # shared: each reader takes the next name not taken yet
+            try:
+                found[i] = await kv.get(names[i])
+            except (KeyNotFoundError, InvalidKeyError):  # deleted meanwhile; a subject no key can name
+                continue
+
+    await asyncio.gather(*(reader() for _ in range(min(KV_READS_IN_FLIGHT, len(names)))))
+    return {name: entry for name, entry in zip(names, found, strict=True) if entry is not None}
+
+
 async def kv_snapshot(js: JetStreamContext, bucket: str) -> dict[str, KeyValue.Entry]:
     """Every live entry of `bucket` (see `kv_names`); keys deleted between listing and reading are left out."""
-    kv = await js.key_value(bucket)
-    entries: dict[str, KeyValue.Entry] = {}
-    for name in await kv_names(js, bucket):
-        try:
-            entries[name] = await kv.get(name)
-        except KeyNotFoundError:
-            continue
-    return entries
+    return await kv_entries(await js.key_value(bucket), await kv_names(js, bucket))
 
 
 async def processed(nc: NATS) -> None:

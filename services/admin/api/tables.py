@@ -19,7 +19,7 @@ from nats.js.errors import APIError, InvalidKeyError, KeyNotFoundError, KeyWrong
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from libs.common.bus.nats import kv_bucket, kv_names
+from libs.common.bus.nats import kv_bucket, kv_entries, kv_names
 
 from .changes import ChangeLog
 
@@ -139,15 +139,13 @@ class Table(Generic[M]):
         delivering one that was already on its way, which made a list right after a create come back
         empty now and then."""
         kv = await self._buckets.get(self.bucket)
+        names = await kv_names(self._buckets.js, self.bucket, under=self.prefix)
+        if self._reserved is not None:
+            names = [key for key in names if not key.startswith(self._reserved)]
         found: list[tuple[str, Versioned[M]]] = []
-        for key in await kv_names(self._buckets.js, self.bucket, under=self.prefix):
-            if self._reserved is not None and key.startswith(self._reserved):
-                continue
+        for key, entry in (await kv_entries(kv, names)).items():  # deleted ones (tombstone subjects) left out
             try:
-                entry = await kv.get(key)
                 value = self.model.model_validate_json(entry.value or b"")
-            except (KeyNotFoundError, InvalidKeyError):
-                continue  # deleted meanwhile (a delete leaves a tombstone subject)
             except ValidationError:
                 log.error("skipping malformed %s %s in %s", self.label, key[:24], self.bucket)
                 continue
