@@ -24,7 +24,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, ValidationError
 
-from libs.common.bus.nats import kv_keys
+from libs.common.bus.nats import kv_entries, kv_keys
 from libs.common.contracts.messages_audit import AuditEvent
 
 __all__ = [
@@ -114,12 +114,20 @@ async def create(kv: KeyValue, record: ApprovalRecord) -> None:
 
 async def read(kv: KeyValue, approval_id: str) -> tuple[ApprovalRecord, int] | None:
     """The record and its revision; None when there is none (or the id is not one)."""
-    if not approval_id.startswith("ap_") or not approval_id[3:].isalnum():
+    if not _is_id(approval_id):
         return None
     try:
         entry = await kv.get(approval_key(approval_id))
     except KeyNotFoundError:
         return None
+    return _record(entry)
+
+
+def _is_id(approval_id: str) -> bool:
+    return approval_id.startswith("ap_") and approval_id[3:].isalnum()
+
+
+def _record(entry: KeyValue.Entry) -> tuple[ApprovalRecord, int] | None:
     if entry.value is None or entry.revision is None:
         return None
     try:
@@ -156,16 +164,13 @@ async def _update(kv: KeyValue, record: ApprovalRecord, revision: int) -> None:
 async def list_records(kv: KeyValue) -> list[ApprovalRecord]:
     """Every record, pending ones past their expiry shown as expired, newest first."""
     try:
-        keys = await kv_keys(kv)
+        keys = [k for k in await kv_keys(kv, under=_PREFIX) if _is_id(k[len(_PREFIX) :])]
     except NotFoundError:  # no policy service created the bucket yet
         return []
     records: list[ApprovalRecord] = []
     now = time.time()
-    for key in keys:
-        if not key.startswith(_PREFIX):
-            continue
-        found = await read(kv, key[len(_PREFIX) :])
-        if found is not None:
+    for entry in (await kv_entries(kv, keys)).values():
+        if (found := _record(entry)) is not None:
             record = found[0]
             records.append(record.model_copy(update={"state": "expired"}) if record.expired(now) else record)
     return sorted(records, key=lambda r: r.created_at, reverse=True)

@@ -17,7 +17,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common.bus.nats import kv_keys
+from libs.common.bus.nats import kv_entries, kv_keys
 from libs.common.contracts.gateway_tasks import TERMINAL, TaskRecord, owner_prefix, task_key
 
 __all__ = ["TaskLimits", "TaskStore", "TooManyTasks"]
@@ -93,11 +93,7 @@ class TaskStore:
     async def owned(self, key_id: str) -> list[TaskRecord]:
         """The caller's live tasks, oldest first."""
         records: list[TaskRecord] = []
-        for key in await self._keys(key_id):
-            try:
-                entry = await self.kv.get(key)
-            except KeyNotFoundError:
-                continue
+        for entry in (await kv_entries(self.kv, await self._keys(key_id))).values():
             if entry.value is None:
                 continue
             try:
