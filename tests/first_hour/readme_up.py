@@ -359,14 +359,30 @@ class SecondTerminal:
         """The secret printed once lists the tools the line's grants name, and nothing else."""
         self.secret = _found(r"^(bk_\S+)$", output, "a printed secret")
         grants = [g.replace("/", "__", 1) for g in re.findall(r"--grant '([^']+)'", line)]
-        everything = _tool_names(McpClient(self.mcp_url, self.readme.key))
+        demo = McpClient(self.mcp_url, self.readme.key)
+        demo.start()
+        everything = _tool_names(demo)
         expected = {name for name in everything if any(fnmatch.fnmatchcase(name, g) for g in grants)}
-        listed = _tool_names(McpClient(self.mcp_url, self.secret))
+        listed = _tool_names(self._accepted())
         return (
             None
             if expected and listed == expected
             else f"the new key lists {sorted(listed)}, expected {sorted(expected)}"
         )
+
+    def _accepted(self) -> McpClient:
+        """A session with the new key, once ingress knows it (every replica within milliseconds, the
+        README says; polled, never timed): a 401 before then is the change still on its way."""
+        deadline = time.monotonic() + 30
+        while True:
+            client = McpClient(self.mcp_url, self.secret)
+            try:
+                client.start()
+                return client
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 401 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def _revoked(self) -> str | None:
         """The revoked key is refused (the README says within a second; polled, never timed)."""
@@ -396,7 +412,7 @@ class SecondTerminal:
 
 
 def _tool_names(client: McpClient) -> set[str]:
-    client.start()
+    """What a started session lists."""
     return {t["name"] for t in client.request("tools/list", {})["tools"]}  # type: ignore[index]
 
 
