@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx2
+import nats
 import pytest
+from nats.aio.client import Client as NATS
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -66,6 +68,14 @@ def nats_url(nats_server: EmbeddedNats) -> str:
 @pytest.fixture
 def redis_url(valkey_server: EmbeddedValkey) -> str:
     return valkey_server.url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    """A plain client of the test's NATS (a file or package needing another kind defines its own)."""
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 from rich.console import Console
@@ -36,13 +35,6 @@ pytestmark = pytest.mark.integration
 EVENTS = 12
 PRODUCER = "ingress-chain-test"
 WAIT = 60.0
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ lost keys from every listing, and a key rotation's re-seal left the rest under t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
@@ -21,13 +18,6 @@ pytestmark = pytest.mark.integration
 
 PAGE = 100_000
 """What nats-server sends of a stream's subjects at once (`JSMaxSubjectDetails`)."""
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    connection = await nats.connect(nats_url)
-    yield connection
-    await connection.close()
 
 
 async def test_a_bucket_past_one_page_lists_every_key(nc: NATS) -> None:

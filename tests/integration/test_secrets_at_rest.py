@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -42,13 +42,6 @@ def _config(extra: dict[str, object] | None = None) -> dict[str, object]:
             **(extra or {}),
         }
     }
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 async def stored(nc: NATS) -> dict[str, tuple[bytes, int]]:

@@ -16,10 +16,9 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from libs.common.bus.nats import connect, kv_bucket, kv_keys
+from libs.common.bus.nats import connect, kv_bucket, kv_entries, kv_keys
 from libs.common.contracts.oauth_upstream import UpstreamTokenQuery
 from libs.common.contracts.subjects import KV_OAUTH_UPSTREAM
 from libs.common.runtime.sealing import SEALED_PREFIX, Sealer, new_key
@@ -48,13 +47,7 @@ class Setup:
 
 async def _live(kv: KeyValue) -> dict[str, str]:
     """Each key holding a value, with it (a deleted key keeps its subject until compaction)."""
-    live = {}
-    for name in await kv_keys(kv):
-        try:
-            live[name] = (await kv.get(name)).value.decode()
-        except KeyNotFoundError:
-            continue
-    return live
+    return {name: (entry.value or b"").decode() for name, entry in (await kv_entries(kv, await kv_keys(kv))).items()}
 
 
 @contextlib.asynccontextmanager

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
@@ -49,13 +47,6 @@ def config(tmp_path: Path, text: str, name: str = "bastion.yaml") -> BastionConf
     path = tmp_path / name
     path.write_text(text)
     return load_config(path)
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 async def bucket(nc: NATS, name: str) -> KeyValue:
