@@ -161,18 +161,20 @@ async def _update(kv: KeyValue, record: ApprovalRecord, revision: int) -> None:
         raise ApprovalConflict(f"approval {record.id} was changed by someone else at the same time") from None
 
 
-async def list_records(kv: KeyValue) -> list[ApprovalRecord]:
-    """Every record, pending ones past their expiry shown as expired, newest first."""
+async def _stored(kv: KeyValue) -> list[tuple[ApprovalRecord, int]]:
+    """Every well-formed record with its revision, read 32 at a time (`kv_entries`)."""
     try:
         keys = [k for k in await kv_keys(kv, under=_PREFIX) if _is_id(k[len(_PREFIX) :])]
     except NotFoundError:  # no policy service created the bucket yet
         return []
-    records: list[ApprovalRecord] = []
+    found = (_record(entry) for entry in (await kv_entries(kv, keys)).values())
+    return [record for record in found if record is not None]
+
+
+async def list_records(kv: KeyValue) -> list[ApprovalRecord]:
+    """Every record, pending ones past their expiry shown as expired, newest first."""
     now = time.time()
-    for entry in (await kv_entries(kv, keys)).values():
-        if (found := _record(entry)) is not None:
-            record = found[0]
-            records.append(record.model_copy(update={"state": "expired"}) if record.expired(now) else record)
+    records = [r.model_copy(update={"state": "expired"}) if r.expired(now) else r for r, _ in await _stored(kv)]
     return sorted(records, key=lambda r: r.created_at, reverse=True)
 
 
@@ -236,16 +238,10 @@ async def expire_due(kv: KeyValue) -> list[tuple[ApprovalRecord, ApprovalRecord]
     (Before, after) of each this caller moved (a compare-and-set: of several sweepers, one moves each
     record)."""
     moved: list[tuple[ApprovalRecord, ApprovalRecord]] = []
-    try:
-        keys = await kv_keys(kv)
-    except NotFoundError:  # no policy service created the bucket yet
-        return moved
     now = time.time()
-    for key in keys:
-        found = await read(kv, key.removeprefix(_PREFIX)) if key.startswith(_PREFIX) else None
-        if found is None or not found[0].expired(now):
+    for record, revision in await _stored(kv):
+        if not record.expired(now):
             continue
-        record, revision = found
         after = record.model_copy(update={"state": "expired"})
         try:
             await _update(kv, after, revision)
